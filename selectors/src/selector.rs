@@ -1,0 +1,144 @@
+use std::io;
+use std::os::unix::io::RawFd;
+use std::time::Duration;
+
+use crate::{Backend, Events, Keys, Selected, SelectorKey};
+
+/// A readiness selector: Python's `selectors.BaseSelector`.
+///
+/// Register file descriptors with the [`Events`] to watch and some data of
+/// your own, then call [`select`](Selector::select) to wait until some of them
+/// are ready. Every backend ([`SelectSelector`](crate::SelectSelector),
+/// [`PollSelector`](crate::PollSelector), [`EpollSelector`](crate::EpollSelector),
+/// [`KqueueSelector`](crate::KqueueSelector)) behaves the same through this
+/// trait, and `Box<dyn Selector<T>>` works too (see [`Backend::open`]).
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::unix::{io::AsRawFd, net::UnixStream};
+/// use std::time::Duration;
+/// use tulip_selectors::{DefaultSelector, Events, Selector};
+///
+/// let (mut a, b) = UnixStream::pair()?;
+/// let mut selector = DefaultSelector::new()?;
+/// selector.register(b.as_raw_fd(), Events::READ, "b")?;
+/// a.write_all(b"ping")?;
+/// let ready: Vec<_> = selector.select(Some(Duration::from_secs(5)))?
+///     .map(|(key, events)| (key.data, events))
+///     .collect();
+/// assert_eq!(ready, [("b", Events::READ)]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait Selector<T> {
+    /// Starts watching `fd` for `events`, with `data` attached.
+    ///
+    /// # Errors
+    ///
+    /// - [`InvalidInput`](io::ErrorKind::InvalidInput): `fd` is negative, `events` is
+    ///   empty or has unknown bits, or (select backend) `fd` ≥ `FD_SETSIZE`.
+    /// - [`AlreadyExists`](io::ErrorKind::AlreadyExists): `fd` is already registered.
+    /// - Any error the kernel returns (such as `EBADF` from `epoll_ctl` for a
+    ///   closed fd); nothing is registered then.
+    fn register(&mut self, fd: RawFd, events: Events, data: T) -> io::Result<&SelectorKey<T>>;
+
+    /// Stops watching `fd` and returns its key.
+    ///
+    /// An fd that was closed (or even reused) before being unregistered is still
+    /// removed: the kernel's complaint is ignored, as in CPython.
+    ///
+    /// # Errors
+    ///
+    /// [`NotFound`](io::ErrorKind::NotFound) if `fd` is not registered.
+    fn unregister(&mut self, fd: RawFd) -> io::Result<SelectorKey<T>>;
+
+    /// Changes the events and data of a registered `fd`.
+    ///
+    /// With the same events only `data` is replaced, without a syscall.
+    ///
+    /// # Errors
+    ///
+    /// - [`NotFound`](io::ErrorKind::NotFound) if `fd` is not registered.
+    /// - [`InvalidInput`](io::ErrorKind::InvalidInput) for empty or unknown events;
+    ///   the key is left as it was.
+    /// - Any error the kernel returns; the key is then **removed**, since the
+    ///   kernel and the selector no longer agree on it (bpo-30014).
+    fn modify(&mut self, fd: RawFd, events: Events, data: T) -> io::Result<&SelectorKey<T>>;
+
+    /// Waits until at least one registered fd is ready, or `timeout` passes.
+    ///
+    /// `None` blocks; `Some(Duration::ZERO)` polls without blocking; `Some(d)`
+    /// never returns sooner than `d` with nothing ready. Each ready fd appears
+    /// once, with its events merged and masked by its registration; error and
+    /// hang-up conditions count as ready for every registered event. A signal
+    /// that interrupts the wait is absorbed (PEP 475). The result borrows the
+    /// selector: collect what you need before calling back into it.
+    ///
+    /// # Errors
+    ///
+    /// Any error of the underlying syscall other than `EINTR`, such as `EBADF`
+    /// from the select backend when a registered fd was closed.
+    fn select(&mut self, timeout: Option<Duration>) -> io::Result<Selected<'_, T>>;
+
+    /// The key of `fd`, if it is registered.
+    fn get_key(&self, fd: RawFd) -> Option<&SelectorKey<T>>;
+
+    /// All keys, in no particular order (Python's `get_map()`).
+    fn keys(&self) -> Keys<'_, T>;
+
+    /// How many fds are registered.
+    fn len(&self) -> usize;
+
+    /// `true` when no fd is registered.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Which kernel mechanism this selector uses.
+    fn backend(&self) -> Backend;
+
+    /// Closes the kernel handle (if any), reporting the error that `Drop`
+    /// would ignore. Through a `Box<dyn Selector<T>>` this can only drop it.
+    ///
+    /// # Errors
+    ///
+    /// The error of `close(2)` on the epoll or kqueue fd.
+    fn close(self) -> io::Result<()>
+    where
+        Self: Sized;
+}
+
+impl<T, S: Selector<T> + ?Sized> Selector<T> for Box<S> {
+    fn register(&mut self, fd: RawFd, events: Events, data: T) -> io::Result<&SelectorKey<T>> {
+        (**self).register(fd, events, data)
+    }
+    fn unregister(&mut self, fd: RawFd) -> io::Result<SelectorKey<T>> {
+        (**self).unregister(fd)
+    }
+    fn modify(&mut self, fd: RawFd, events: Events, data: T) -> io::Result<&SelectorKey<T>> {
+        (**self).modify(fd, events, data)
+    }
+    fn select(&mut self, timeout: Option<Duration>) -> io::Result<Selected<'_, T>> {
+        (**self).select(timeout)
+    }
+    fn get_key(&self, fd: RawFd) -> Option<&SelectorKey<T>> {
+        (**self).get_key(fd)
+    }
+    fn keys(&self) -> Keys<'_, T> {
+        (**self).keys()
+    }
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn is_empty(&self) -> bool {
+        (**self).is_empty()
+    }
+    fn backend(&self) -> Backend {
+        (**self).backend()
+    }
+    /// A boxed selector may be unsized (`dyn Selector`), so it cannot be moved
+    /// out to call its own `close`: dropping it closes the handle, ignoring errors.
+    fn close(self) -> io::Result<()> {
+        drop(self);
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+pub use tulip_selectors as selectors;
