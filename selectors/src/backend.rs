@@ -27,12 +27,7 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend, whether or not this target has it.
-    pub const ALL: [Backend; 4] = [
-        Backend::Select,
-        Backend::Poll,
-        Backend::Epoll,
-        Backend::Kqueue,
-    ];
+    pub const ALL: [Backend; 4] = [Backend::Select, Backend::Poll, Backend::Epoll, Backend::Kqueue];
 
     /// The backends compiled for this target, best first.
     pub fn available() -> Vec<Backend> {
@@ -103,15 +98,12 @@ impl FromStr for Backend {
 
     /// Parses a backend name in any case.
     fn from_str(name: &str) -> io::Result<Backend> {
-        Backend::ALL
-            .into_iter()
-            .find(|b| b.name().eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("unknown backend {name:?}: expected select, poll, epoll or kqueue"),
-                )
-            })
+        Backend::ALL.into_iter().find(|b| b.name().eq_ignore_ascii_case(name)).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unknown backend {name:?}: expected select, poll, epoll or kqueue"),
+            )
+        })
     }
 }
 
@@ -123,14 +115,7 @@ mod tests {
     fn names_round_trip_in_any_case() {
         for backend in Backend::ALL {
             assert_eq!(backend.to_string().parse::<Backend>().unwrap(), backend);
-            assert_eq!(
-                backend
-                    .to_string()
-                    .to_uppercase()
-                    .parse::<Backend>()
-                    .unwrap(),
-                backend
-            );
+            assert_eq!(backend.to_string().to_uppercase().parse::<Backend>().unwrap(), backend);
         }
         let err = "devpoll".parse::<Backend>().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);

@@ -105,11 +105,7 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     ///
     /// The error of creating the kernel handle, if the mechanism has one.
     pub fn new() -> io::Result<Self> {
-        Ok(BaseSelector {
-            registry: Registry::new(),
-            mechanism: M::open()?,
-            ready: Vec::new(),
-        })
+        Ok(BaseSelector { registry: Registry::new(), mechanism: M::open()?, ready: Vec::new() })
     }
 
     /// Waits once or more until something is ready or `timeout` has passed,
@@ -123,11 +119,7 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
         };
         let mut remaining = timeout;
         loop {
-            let BaseSelector {
-                registry,
-                mechanism,
-                ready,
-            } = self;
+            let BaseSelector { registry, mechanism, ready } = self;
             ready.reserve(registry.len());
             let outcome = mechanism.wait(remaining, registry.len(), |fd, readiness| {
                 if let Some(key) = registry.get(fd) {
@@ -150,12 +142,10 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
             remaining = match (timeout, deadline) {
                 (None, _) => None,
                 (Some(d), _) if d.is_zero() => Some(Duration::ZERO),
-                (Some(_), Some(deadline)) => {
-                    match deadline.checked_duration_since(Instant::now()) {
-                        Some(left) if !left.is_zero() => Some(left),
-                        _ => return Ok(()),
-                    }
-                }
+                (Some(_), Some(deadline)) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(()),
+                },
                 // So far in the future that `Instant` cannot hold it: wait on.
                 (Some(d), None) => Some(d),
             };
@@ -168,10 +158,7 @@ fn invalid_input(message: String) -> io::Error {
 }
 
 fn not_registered(fd: RawFd) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("fd {fd} is not registered"),
-    )
+    io::Error::new(io::ErrorKind::NotFound, format!("fd {fd} is not registered"))
 }
 
 fn check_events(fd: RawFd, events: Events) -> io::Result<()> {
@@ -210,11 +197,7 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
     }
 
     fn modify(&mut self, fd: RawFd, events: Events, data: T) -> io::Result<&SelectorKey<T>> {
-        let old = self
-            .registry
-            .get(fd)
-            .ok_or_else(|| not_registered(fd))?
-            .events;
+        let old = self.registry.get(fd).ok_or_else(|| not_registered(fd))?.events;
         check_events(fd, events)?;
         if events != old {
             if let Err(err) = self.mechanism.modify(fd, old, events) {
@@ -225,10 +208,7 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
                 return Err(err);
             }
         }
-        let key = self
-            .registry
-            .get_mut(fd)
-            .ok_or_else(|| not_registered(fd))?;
+        let key = self.registry.get_mut(fd).ok_or_else(|| not_registered(fd))?;
         key.events = events;
         key.data = data;
         Ok(key)
@@ -237,10 +217,7 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
     fn select(&mut self, timeout: Option<Duration>) -> io::Result<Selected<'_, T>> {
         self.ready.clear();
         self.wait_until_ready(timeout)?;
-        Ok(Selected {
-            ready: self.ready.iter(),
-            registry: &self.registry,
-        })
+        Ok(Selected { ready: self.ready.iter(), registry: &self.registry })
     }
 
     fn get_key(&self, fd: RawFd) -> Option<&SelectorKey<T>> {
@@ -288,8 +265,7 @@ impl<'a, T> Iterator for Selected<'a, T> {
     fn next(&mut self) -> Option<Self::Item> {
         // Every fd in `ready` had a key when it was pushed, and the registry
         // cannot change while this borrow lives, so the lookup always succeeds.
-        self.ready
-            .find_map(|&(fd, events)| Some((self.registry.get(fd)?, events)))
+        self.ready.find_map(|&(fd, events)| Some((self.registry.get(fd)?, events)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -42,10 +42,7 @@ fn readiness(bits: u32) -> Readiness {
 impl Epoll {
     fn control(&self, op: libc::c_int, fd: RawFd, events: Events) -> io::Result<()> {
         // The fd travels in the event's data so `wait` can find its key.
-        let mut event = libc::epoll_event {
-            events: interest(events),
-            u64: fd as u64,
-        };
+        let mut event = libc::epoll_event { events: interest(events), u64: fd as u64 };
         // SAFETY: `event` is a valid epoll_event for the duration of the call
         // (EPOLL_CTL_DEL ignores it, but kernels before 2.6.9 need it non-null).
         cvt(unsafe { libc::epoll_ctl(self.epoll_fd.as_raw_fd(), op, fd, &mut event) })?;
@@ -61,10 +58,7 @@ impl Mechanism for Epoll {
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: `fd` was just created and is owned by nobody else.
         let epoll_fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Epoll {
-            epoll_fd,
-            buffer: Vec::new(),
-        })
+        Ok(Epoll { epoll_fd, buffer: Vec::new() })
     }
 
     fn add(&mut self, fd: RawFd, events: Events) -> io::Result<()> {
@@ -88,8 +82,7 @@ impl Mechanism for Epoll {
         // epoll_wait needs room for at least one event, even to just sleep.
         let wanted = registered.clamp(1, libc::c_int::MAX as usize);
         if self.buffer.len() < wanted {
-            self.buffer
-                .resize(wanted, libc::epoll_event { events: 0, u64: 0 });
+            self.buffer.resize(wanted, libc::epoll_event { events: 0, u64: 0 });
         }
         // SAFETY: the buffer holds `buffer.len()` initialised events and the
         // kernel writes at most that many.

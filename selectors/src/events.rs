@@ -80,27 +80,17 @@ mod tests {
 
     #[test]
     fn error_reports_every_registered_event() {
-        let error = Readiness {
-            error: true,
-            ..Readiness::default()
-        };
+        let error = Readiness { error: true, ..Readiness::default() };
         assert_eq!(error.reported(Events::all()), Events::all());
         assert_eq!(error.reported(Events::READ), Events::READ);
     }
 
     #[test]
     fn readiness_is_masked_by_registration() {
-        let both = Readiness {
-            readable: true,
-            writable: true,
-            error: false,
-        };
+        let both = Readiness { readable: true, writable: true, error: false };
         assert_eq!(both.reported(Events::READ), Events::READ);
         assert_eq!(both.reported(Events::WRITE), Events::WRITE);
-        assert_eq!(
-            Readiness::default().reported(Events::all()),
-            Events::empty()
-        );
+        assert_eq!(Readiness::default().reported(Events::all()), Events::empty());
     }
 
     #[test]

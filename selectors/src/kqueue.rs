@@ -69,14 +69,7 @@ impl Kqueue {
         let changes = [change(fd, filter, flags)];
         // SAFETY: one valid change record in, no event buffer out.
         cvt(unsafe {
-            libc::kevent(
-                self.kqueue_fd.as_raw_fd(),
-                changes.as_ptr(),
-                1,
-                ptr::null_mut(),
-                0,
-                ptr::null(),
-            )
+            libc::kevent(self.kqueue_fd.as_raw_fd(), changes.as_ptr(), 1, ptr::null_mut(), 0, ptr::null())
         })?;
         Ok(())
     }
@@ -93,11 +86,7 @@ impl Mechanism for Kqueue {
         // Not every BSD has kqueue1(O_CLOEXEC): set the flag right away.
         // SAFETY: fcntl on an fd we own, with an integer argument.
         cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
-        Ok(Kqueue {
-            kqueue_fd,
-            buffer: Vec::new(),
-            records: Vec::new(),
-        })
+        Ok(Kqueue { kqueue_fd, buffer: Vec::new(), records: Vec::new() })
     }
 
     fn add(&mut self, fd: RawFd, events: Events) -> io::Result<()> {
@@ -142,23 +131,16 @@ impl Mechanism for Kqueue {
         on_ready: F,
     ) -> io::Result<usize> {
         // With room for zero events kevent returns at once instead of sleeping.
-        let wanted = registered
-            .saturating_mul(2)
-            .clamp(1, libc::c_int::MAX as usize);
+        let wanted = registered.saturating_mul(2).clamp(1, libc::c_int::MAX as usize);
         if self.buffer.len() < wanted {
             // SAFETY: kevent is plain data; all-zero is valid.
             self.buffer.resize(wanted, unsafe { mem::zeroed() });
         }
         let timespec = timeout.map(|t| {
             let t = clamped(t);
-            libc::timespec {
-                tv_sec: t.as_secs() as libc::time_t,
-                tv_nsec: t.subsec_nanos() as _,
-            }
+            libc::timespec { tv_sec: t.as_secs() as libc::time_t, tv_nsec: t.subsec_nanos() as _ }
         });
-        let timespec_ptr = timespec
-            .as_ref()
-            .map_or(ptr::null(), |t| t as *const libc::timespec);
+        let timespec_ptr = timespec.as_ref().map_or(ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: no changes in; the buffer holds `buffer.len()` initialised
         // records and the kernel writes at most that many; `timespec_ptr` is
         // null or points at a live timespec.

@@ -47,10 +47,7 @@ impl KernelRecord {
 /// Calls `on_ready` once per distinct fd in `records`, with the readiness of
 /// all its records merged, and returns how many fds that was. Reorders
 /// `records` (sorting by fd makes the merge O(n log n) without allocating).
-pub fn merge_records<F: FnMut(RawFd, Readiness)>(
-    records: &mut [KernelRecord],
-    mut on_ready: F,
-) -> usize {
+pub fn merge_records<F: FnMut(RawFd, Readiness)>(records: &mut [KernelRecord], mut on_ready: F) -> usize {
     records.sort_unstable_by_key(|record| record.fd);
     let mut fds = 0;
     for group in records.chunk_by(|a, b| a.fd == b.fd) {
@@ -74,12 +71,7 @@ mod tests {
     use crate::Events;
 
     fn record(fd: RawFd, filter: Filter) -> KernelRecord {
-        KernelRecord {
-            fd,
-            filter,
-            eof: false,
-            error: false,
-        }
+        KernelRecord { fd, filter, eof: false, error: false }
     }
 
     fn merged(records: &mut [KernelRecord]) -> Vec<(RawFd, Readiness)> {
@@ -91,43 +83,21 @@ mod tests {
 
     #[test]
     fn read_and_write_records_of_one_fd_merge_into_one_entry() {
-        let mut records = [
-            record(5, Filter::Write),
-            record(4, Filter::Read),
-            record(5, Filter::Read),
-        ];
+        let mut records = [record(5, Filter::Write), record(4, Filter::Read), record(5, Filter::Read)];
         let out = merged(&mut records);
         assert_eq!(out.len(), 2);
-        assert_eq!(
-            out[0],
-            (
-                4,
-                Readiness {
-                    readable: true,
-                    ..Readiness::default()
-                }
-            )
-        );
+        assert_eq!(out[0], (4, Readiness { readable: true, ..Readiness::default() }));
         assert_eq!(out[1].0, 5);
         assert_eq!(out[1].1.reported(Events::all()), Events::all());
     }
 
     #[test]
     fn eof_and_error_become_readiness_for_registered_events() {
-        let mut records = [KernelRecord {
-            eof: true,
-            ..record(7, Filter::Read)
-        }];
+        let mut records = [KernelRecord { eof: true, ..record(7, Filter::Read) }];
         let (_, readiness) = merged(&mut records)[0];
-        assert_eq!(
-            readiness.reported(Events::READ | Events::WRITE),
-            Events::all()
-        );
+        assert_eq!(readiness.reported(Events::READ | Events::WRITE), Events::all());
 
-        let mut records = [KernelRecord {
-            error: true,
-            ..record(8, Filter::Other)
-        }];
+        let mut records = [KernelRecord { error: true, ..record(8, Filter::Other) }];
         let (_, readiness) = merged(&mut records)[0];
         assert_eq!(readiness.reported(Events::WRITE), Events::WRITE);
     }

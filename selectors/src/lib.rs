@@ -32,7 +32,9 @@
 //! picks one at run time.
 
 #[cfg(not(unix))]
-compile_error!("tulip-selectors supports Unix only (select, poll, epoll on Linux/Android, kqueue on macOS/iOS/BSD)");
+compile_error!(
+    "tulip-selectors supports Unix only (select, poll, epoll on Linux/Android, kqueue on macOS/iOS/BSD)"
+);
 
 mod backend;
 mod base;

@@ -41,10 +41,7 @@ fn readiness(revents: libc::c_short) -> Readiness {
 impl Poll {
     fn slot(&mut self, fd: RawFd) -> io::Result<&mut libc::pollfd> {
         let index = *self.position.get(&fd).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("fd {fd} is not in the poll set"),
-            )
+            io::Error::new(io::ErrorKind::NotFound, format!("fd {fd} is not in the poll set"))
         })?;
         Ok(&mut self.fds[index])
     }
@@ -59,11 +56,7 @@ impl Mechanism for Poll {
 
     fn add(&mut self, fd: RawFd, events: Events) -> io::Result<()> {
         self.position.insert(fd, self.fds.len());
-        self.fds.push(libc::pollfd {
-            fd,
-            events: interest(events),
-            revents: 0,
-        });
+        self.fds.push(libc::pollfd { fd, events: interest(events), revents: 0 });
         Ok(())
     }
 
@@ -92,11 +85,7 @@ impl Mechanism for Poll {
         // SAFETY: `fds` points at `fds.len()` initialised pollfd structs that
         // the kernel may update (revents) during the call.
         let count = cvt(unsafe {
-            libc::poll(
-                self.fds.as_mut_ptr(),
-                self.fds.len() as libc::nfds_t,
-                as_millis_rounded_up(timeout),
-            )
+            libc::poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, as_millis_rounded_up(timeout))
         })? as usize;
         // The kernel told us how many entries have revents set: stop at the last.
         let mut left = count;
@@ -125,13 +114,7 @@ mod tests {
     fn invalid_fd_is_an_error_condition() {
         assert!(readiness(libc::POLLNVAL).error);
         assert!(readiness(libc::POLLHUP).error);
-        assert_eq!(
-            readiness(libc::POLLIN),
-            Readiness {
-                readable: true,
-                ..Readiness::default()
-            }
-        );
+        assert_eq!(readiness(libc::POLLIN), Readiness { readable: true, ..Readiness::default() });
     }
 
     #[test]

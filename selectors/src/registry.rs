@@ -28,11 +28,7 @@ pub(crate) struct Registry<T> {
 
 impl<T> Registry<T> {
     pub(crate) fn new() -> Self {
-        Registry {
-            dense: Vec::new(),
-            sparse: HashMap::new(),
-            len: 0,
-        }
+        Registry { dense: Vec::new(), sparse: HashMap::new(), len: 0 }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -134,9 +130,7 @@ impl<T> ExactSizeIterator for Keys<'_, T> {}
 
 impl<T> std::fmt::Debug for Keys<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys")
-            .field("remaining", &self.remaining)
-            .finish()
+        f.debug_struct("Keys").field("remaining", &self.remaining).finish()
     }
 }
 
@@ -146,11 +140,7 @@ mod tests {
     use crate::Events;
 
     fn key(fd: RawFd) -> SelectorKey<RawFd> {
-        SelectorKey {
-            fd,
-            events: Events::READ,
-            data: fd / 2,
-        }
+        SelectorKey { fd, events: Events::READ, data: fd / 2 }
     }
 
     #[test]
@@ -163,10 +153,7 @@ mod tests {
         assert_eq!(registry.len(), 3);
         assert_eq!(registry.get(huge).map(|k| k.fd), Some(huge));
         assert!(registry.get(8).is_none());
-        assert!(
-            registry.dense.len() < 100,
-            "a huge fd must not grow the dense table"
-        );
+        assert!(registry.dense.len() < 100, "a huge fd must not grow the dense table");
 
         let mut fds: Vec<RawFd> = registry.keys().map(|k| k.fd).collect();
         fds.sort_unstable();

@@ -38,10 +38,7 @@ fn as_timeval(timeout: Duration) -> libc::timeval {
         seconds += 1;
         micros = 0;
     }
-    libc::timeval {
-        tv_sec: seconds as libc::time_t,
-        tv_usec: micros as libc::suseconds_t,
-    }
+    libc::timeval { tv_sec: seconds as libc::time_t, tv_usec: micros as libc::suseconds_t }
 }
 
 impl Select {
@@ -68,21 +65,14 @@ impl Mechanism for Select {
     const BACKEND: Backend = Backend::Select;
 
     fn open() -> io::Result<Self> {
-        Ok(Select {
-            readers: empty_set(),
-            writers: empty_set(),
-            max_fd: -1,
-        })
+        Ok(Select { readers: empty_set(), writers: empty_set(), max_fd: -1 })
     }
 
     fn check_fd(fd: RawFd) -> io::Result<()> {
         if fd >= libc::FD_SETSIZE as RawFd {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "fd {fd} is too large for select(): FD_SETSIZE is {}",
-                    libc::FD_SETSIZE
-                ),
+                format!("fd {fd} is too large for select(): FD_SETSIZE is {}", libc::FD_SETSIZE),
             ));
         }
         Ok(())
@@ -119,19 +109,11 @@ impl Mechanism for Select {
     ) -> io::Result<usize> {
         let (mut readable, mut writable) = (self.readers, self.writers);
         let mut timeval = timeout.map(as_timeval);
-        let timeval_ptr = timeval
-            .as_mut()
-            .map_or(ptr::null_mut(), |t| t as *mut libc::timeval);
+        let timeval_ptr = timeval.as_mut().map_or(ptr::null_mut(), |t| t as *mut libc::timeval);
         // SAFETY: the sets are valid copies we own, `max_fd + 1` bounds the fds
         // in them, and `timeval_ptr` is null or points at a live timeval.
         let bits = cvt(unsafe {
-            libc::select(
-                self.max_fd + 1,
-                &mut readable,
-                &mut writable,
-                ptr::null_mut(),
-                timeval_ptr,
-            )
+            libc::select(self.max_fd + 1, &mut readable, &mut writable, ptr::null_mut(), timeval_ptr)
         })? as usize;
         // `bits` counts set bits over both sets: stop scanning once all are found.
         let (mut left, mut fds) = (bits, 0);
@@ -141,14 +123,7 @@ impl Mechanism for Select {
             if r || w {
                 left = left.saturating_sub(usize::from(r) + usize::from(w));
                 fds += 1;
-                on_ready(
-                    fd,
-                    Readiness {
-                        readable: r,
-                        writable: w,
-                        error: false,
-                    },
-                );
+                on_ready(fd, Readiness { readable: r, writable: w, error: false });
             }
             fd += 1;
         }
@@ -162,9 +137,7 @@ impl Mechanism for Select {
 
 impl fmt::Debug for Select {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Select")
-            .field("max_fd", &self.max_fd)
-            .finish_non_exhaustive()
+        f.debug_struct("Select").field("max_fd", &self.max_fd).finish_non_exhaustive()
     }
 }
 

@@ -27,11 +27,7 @@ pub fn as_millis_rounded_up(timeout: Option<Duration>) -> c_int {
         None => -1,
         Some(d) => {
             let whole = d.as_millis();
-            let rounded = if d.subsec_nanos() % 1_000_000 != 0 {
-                whole + 1
-            } else {
-                whole
-            };
+            let rounded = if d.subsec_nanos() % 1_000_000 != 0 { whole + 1 } else { whole };
             c_int::try_from(rounded).unwrap_or(c_int::MAX)
         }
     }
@@ -59,10 +55,7 @@ mod tests {
 
     #[test]
     fn huge_timeouts_clamp_instead_of_overflowing() {
-        assert_eq!(
-            as_millis_rounded_up(Some(Duration::from_secs(u64::MAX))),
-            c_int::MAX
-        );
+        assert_eq!(as_millis_rounded_up(Some(Duration::from_secs(u64::MAX))), c_int::MAX);
         assert_eq!(clamped(Duration::MAX), LONGEST_WAIT);
         assert_eq!(clamped(Duration::from_secs(3)), Duration::from_secs(3));
     }
