@@ -1,0 +1,498 @@
+//! The selector event loop (Tulip's `BaseSelectorEventLoop`): plugs any
+//! [`Selector`] into the engine's I/O hook and adds readers, writers and
+//! signal handlers. One selector key per fd holds both its reader and its
+//! writer; `modify` changes it when one side comes or goes, `unregister`
+//! when both are gone.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::os::raw::c_int;
+use std::os::unix::io::RawFd;
+use std::panic::Location;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::base_events::{BaseEventLoop, PollIo};
+use crate::callbacks::{ReadyCallback, Repeating};
+use crate::selectors::{Backend, DefaultSelector, Events, Selector};
+use crate::signals::{check_signal, Signals};
+use crate::threadsafe::closed_error;
+use crate::{AbstractEventLoop, ExceptionContext, Handle, LoopHandle, LoopStats, TimerHandle};
+
+/// The loop's data in each selector key. Public so the loop's types can be
+/// named; what it holds is private: which of the loop's tables the fd
+/// belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoHandlers(Slot);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The cross-thread wake-up fd.
+    Wakeup,
+    /// The signal pipe.
+    Signals,
+    /// A user fd: an index into the loop's handler table.
+    User(usize),
+}
+
+/// The reader and writer of one user fd.
+struct FdHandlers<L> {
+    reader: Option<ReadyCallback<L>>,
+    writer: Option<ReadyCallback<L>>,
+}
+
+/// The default event loop: the scheduling engine plus any selector `S`.
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::unix::{io::AsRawFd, net::UnixStream};
+/// use tulip::{selectors::Backend, AbstractEventLoop};
+///
+/// let event_loop = tulip::new_event_loop(Backend::Poll)?;
+/// let (mut a, b) = UnixStream::pair()?;
+/// let fd = b.as_raw_fd();
+/// event_loop.add_reader(fd, move |lp| {
+///     println!("fd {fd} is readable");
+///     lp.remove_reader(fd).unwrap();
+///     lp.stop();
+/// })?;
+/// a.write_all(b"x")?;
+/// event_loop.run_forever()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct BaseSelectorEventLoop<S> {
+    engine: BaseEventLoop<Self>,
+    /// `None` once the loop is closed.
+    selector: RefCell<Option<S>>,
+    /// Handlers of user fds, indexed by `Slot::User`; freed slots are reused.
+    handlers: RefCell<Vec<Option<FdHandlers<Self>>>>,
+    free_slots: RefCell<Vec<usize>>,
+    /// How many user fds are registered (the selector also has internal ones).
+    user_fds: Cell<usize>,
+    signals: RefCell<Signals>,
+    signal_handlers: RefCell<HashMap<c_int, ReadyCallback<Self>>>,
+}
+
+/// [`BaseSelectorEventLoop`] over this platform's best selector.
+pub type SelectorEventLoop = BaseSelectorEventLoop<DefaultSelector<IoHandlers>>;
+
+/// [`BaseSelectorEventLoop`] over a selector chosen at run time.
+pub type DynSelectorEventLoop = BaseSelectorEventLoop<Box<dyn Selector<IoHandlers>>>;
+
+/// A loop over the selector of `backend`, chosen at run time.
+///
+/// # Errors
+///
+/// [`Unsupported`](io::ErrorKind::Unsupported) if this platform lacks
+/// `backend`; otherwise the error of creating the selector or the loop.
+pub fn new_event_loop(backend: Backend) -> io::Result<DynSelectorEventLoop> {
+    BaseSelectorEventLoop::with_selector(backend.open()?)
+}
+
+impl BaseSelectorEventLoop<DefaultSelector<IoHandlers>> {
+    /// A loop over [`DefaultSelector`].
+    ///
+    /// # Errors
+    ///
+    /// If the selector or the wake-up fd cannot be created.
+    pub fn new() -> io::Result<Self> {
+        Self::with_selector(DefaultSelector::new()?)
+    }
+}
+
+fn next_loop_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
+    /// A loop over `selector`, which should be empty.
+    ///
+    /// # Errors
+    ///
+    /// If the wake-up fd cannot be created or registered.
+    pub fn with_selector(mut selector: S) -> io::Result<Self> {
+        let engine = BaseEventLoop::new()?;
+        selector.register(engine.wakeup_fd(), Events::READ, IoHandlers(Slot::Wakeup))?;
+        Ok(BaseSelectorEventLoop {
+            engine,
+            selector: RefCell::new(Some(selector)),
+            handlers: RefCell::new(Vec::new()),
+            free_slots: RefCell::new(Vec::new()),
+            user_fds: Cell::new(0),
+            signals: RefCell::new(Signals::new(next_loop_id())),
+            signal_handlers: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// The scheduling engine inside this loop.
+    pub fn engine(&self) -> &BaseEventLoop<Self> {
+        &self.engine
+    }
+
+    /// Which selector backend the loop uses.
+    ///
+    /// # Errors
+    ///
+    /// If the loop is closed.
+    pub fn backend(&self) -> io::Result<Backend> {
+        Ok(self.selector.borrow().as_ref().ok_or_else(closed_error)?.backend())
+    }
+
+    /// How long a callback may take before debug mode reports it (default 100 ms).
+    pub fn set_slow_callback_duration(&self, threshold: Duration) {
+        self.engine.set_slow_callback_duration(threshold);
+    }
+
+    /// The slow-callback threshold.
+    pub fn slow_callback_duration(&self) -> Duration {
+        self.engine.slow_callback_duration()
+    }
+
+    /// Hands `context` to the exception handler (asyncio's `call_exception_handler`).
+    pub fn call_exception_handler(&self, context: &ExceptionContext) {
+        self.engine.call_exception_handler(self, context);
+    }
+
+    fn store_handlers(&self, handlers: FdHandlers<Self>) -> usize {
+        let mut table = self.handlers.borrow_mut();
+        match self.free_slots.borrow_mut().pop() {
+            Some(slot) => {
+                table[slot] = Some(handlers);
+                slot
+            }
+            None => {
+                table.push(Some(handlers));
+                table.len() - 1
+            }
+        }
+    }
+
+    /// Forgets a user fd's handlers, cancelling them so queued copies don't run.
+    fn drop_handlers(&self, slot: usize) {
+        let removed = self.handlers.borrow_mut().get_mut(slot).and_then(Option::take);
+        if let Some(handlers) = removed {
+            self.free_slots.borrow_mut().push(slot);
+            self.user_fds.set(self.user_fds.get() - 1);
+            handlers.reader.iter().chain(&handlers.writer).for_each(|cb| cb.cancel());
+        }
+    }
+
+    /// Installs `callback` as `fd`'s reader or writer (`side`), registering
+    /// or modifying the selector key; the replaced one is cancelled.
+    fn add_handler(&self, fd: RawFd, side: Events, callback: ReadyCallback<Self>) -> io::Result<()> {
+        let mut selector = self.selector.borrow_mut();
+        let selector = selector.as_mut().ok_or_else(closed_error)?;
+        let Some(key) = selector.get_key(fd) else {
+            let (reader, writer) =
+                if side == Events::READ { (Some(callback), None) } else { (None, Some(callback)) };
+            let slot = self.store_handlers(FdHandlers { reader, writer });
+            self.user_fds.set(self.user_fds.get() + 1);
+            if let Err(err) = selector.register(fd, side, IoHandlers(Slot::User(slot))) {
+                self.drop_handlers(slot);
+                return Err(err);
+            }
+            return Ok(());
+        };
+        let (events, IoHandlers(slot)) = (key.events, key.data);
+        let Slot::User(slot) = slot else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("fd {fd} is used internally by the event loop"),
+            ));
+        };
+        let replaced = {
+            let mut table = self.handlers.borrow_mut();
+            let handlers = table[slot].as_mut().ok_or_else(|| internal_error(fd))?;
+            let place = if side == Events::READ { &mut handlers.reader } else { &mut handlers.writer };
+            place.replace(callback)
+        };
+        if let Some(old) = replaced {
+            old.cancel();
+        }
+        if !events.contains(side) {
+            if let Err(err) = selector.modify(fd, events | side, IoHandlers(Slot::User(slot))) {
+                // The selector dropped the key: drop both handlers with it.
+                self.drop_handlers(slot);
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `fd`'s reader or writer (`side`); `Ok(true)` if there was one.
+    fn remove_handler(&self, fd: RawFd, side: Events) -> io::Result<bool> {
+        let mut selector = self.selector.borrow_mut();
+        let Some(selector) = selector.as_mut() else { return Ok(false) };
+        let Some(key) = selector.get_key(fd) else { return Ok(false) };
+        let (events, IoHandlers(slot)) = (key.events, key.data);
+        let Slot::User(slot) = slot else { return Ok(false) };
+        let removed = {
+            let mut table = self.handlers.borrow_mut();
+            let Some(handlers) = table[slot].as_mut() else { return Ok(false) };
+            let place = if side == Events::READ { &mut handlers.reader } else { &mut handlers.writer };
+            place.take()
+        };
+        let Some(removed) = removed else { return Ok(false) };
+        removed.cancel();
+        let remaining = events - side;
+        if remaining.is_empty() {
+            selector.unregister(fd)?;
+            self.drop_handlers(slot);
+        } else if let Err(err) = selector.modify(fd, remaining, IoHandlers(Slot::User(slot))) {
+            self.drop_handlers(slot);
+            return Err(err);
+        }
+        Ok(true)
+    }
+
+    /// Reads the signal pipe and queues the handlers of the signals that arrived.
+    fn dispatch_signals(&self) {
+        let handlers = self.signal_handlers.borrow();
+        self.signals.borrow().drain(|signum| {
+            if let Some(handler) = handlers.get(&signum) {
+                self.engine.push_ready(Rc::clone(handler));
+            }
+        });
+    }
+
+    /// Gives up signal handling: restores dispositions, unwatches and closes the pipe.
+    fn release_signals(&self) {
+        let mut signals = self.signals.borrow_mut();
+        if let (Some(fd), Some(selector)) = (signals.read_fd(), self.selector.borrow_mut().as_mut()) {
+            let _ = selector.unregister(fd);
+        }
+        signals.release();
+        for (_, handler) in self.signal_handlers.borrow_mut().drain() {
+            handler.cancel();
+        }
+    }
+}
+
+fn internal_error(fd: RawFd) -> io::Error {
+    io::Error::other(format!("the event loop lost track of fd {fd}"))
+}
+
+impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
+    fn engine(&self) -> &BaseEventLoop<Self> {
+        &self.engine
+    }
+
+    fn poll_io(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let mut signalled = false;
+        {
+            let mut selector = self.selector.borrow_mut();
+            let Some(selector) = selector.as_mut() else { return Err(closed_error()) };
+            let ready = selector.select(timeout)?;
+            self.engine.count_events(ready.len());
+            let table = self.handlers.borrow();
+            for (key, events) in ready {
+                match key.data.0 {
+                    Slot::Wakeup => self.engine.drain_wakeup(),
+                    Slot::Signals => signalled = true,
+                    Slot::User(slot) => {
+                        let Some(handlers) = table.get(slot).and_then(Option::as_ref) else { continue };
+                        if events.contains(Events::READ) {
+                            if let Some(reader) = &handlers.reader {
+                                self.engine.push_ready(Rc::clone(reader));
+                            }
+                        }
+                        if events.contains(Events::WRITE) {
+                            if let Some(writer) = &handlers.writer {
+                                self.engine.push_ready(Rc::clone(writer));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if signalled {
+            self.dispatch_signals();
+        }
+        Ok(())
+    }
+
+    fn has_io(&self) -> bool {
+        self.user_fds.get() > 0 || self.signals.borrow().read_fd().is_some()
+    }
+}
+
+impl<S: Selector<IoHandlers> + 'static> AbstractEventLoop for BaseSelectorEventLoop<S> {
+    fn run_forever(&self) -> io::Result<()> {
+        self.engine.run_forever(self)
+    }
+
+    fn stop(&self) {
+        self.engine.stop();
+    }
+
+    fn is_running(&self) -> bool {
+        self.engine.is_running()
+    }
+
+    fn close(&self) -> io::Result<()> {
+        if !self.engine.close()? {
+            return Ok(());
+        }
+        self.release_signals();
+        let table = std::mem::take(&mut *self.handlers.borrow_mut());
+        for handlers in table.into_iter().flatten() {
+            handlers.reader.iter().chain(&handlers.writer).for_each(|cb| cb.cancel());
+        }
+        self.free_slots.borrow_mut().clear();
+        self.user_fds.set(0);
+        let selector = self.selector.borrow_mut().take();
+        match selector {
+            Some(selector) => selector.close(),
+            None => Ok(()),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.engine.is_closed()
+    }
+
+    fn time(&self) -> Instant {
+        Instant::now()
+    }
+
+    #[track_caller]
+    fn call_soon(&self, cb: impl FnOnce(&Self) + 'static) -> Handle {
+        self.engine.call_soon(cb)
+    }
+
+    #[track_caller]
+    fn call_later(&self, delay: Duration, cb: impl FnOnce(&Self) + 'static) -> TimerHandle {
+        // Far enough in the future is forever: don't overflow `Instant`.
+        let now = Instant::now();
+        let when = now.checked_add(delay).unwrap_or_else(|| far_future(now));
+        self.engine.call_at(when, cb)
+    }
+
+    #[track_caller]
+    fn call_at(&self, when: Instant, cb: impl FnOnce(&Self) + 'static) -> TimerHandle {
+        self.engine.call_at(when, cb)
+    }
+
+    #[track_caller]
+    fn call_soon_threadsafe(&self, cb: impl FnOnce(&Self) + Send + 'static) -> Handle {
+        // We are on the loop's thread (the loop is not `Sync`), and not
+        // blocked in `select`: plain `call_soon` is FIFO and needs no wake-up.
+        self.engine.call_soon(cb)
+    }
+
+    fn handle(&self) -> LoopHandle<Self> {
+        self.engine.handle()
+    }
+
+    #[track_caller]
+    fn add_reader(&self, fd: RawFd, cb: impl FnMut(&Self) + 'static) -> io::Result<()> {
+        self.add_handler(fd, Events::READ, Rc::new(Repeating::new(cb, Location::caller())))
+    }
+
+    fn remove_reader(&self, fd: RawFd) -> io::Result<bool> {
+        self.remove_handler(fd, Events::READ)
+    }
+
+    #[track_caller]
+    fn add_writer(&self, fd: RawFd, cb: impl FnMut(&Self) + 'static) -> io::Result<()> {
+        self.add_handler(fd, Events::WRITE, Rc::new(Repeating::new(cb, Location::caller())))
+    }
+
+    fn remove_writer(&self, fd: RawFd) -> io::Result<bool> {
+        self.remove_handler(fd, Events::WRITE)
+    }
+
+    #[track_caller]
+    fn add_signal_handler(&self, signum: c_int, cb: impl FnMut(&Self) + 'static) -> io::Result<()> {
+        check_signal(signum)?;
+        if self.is_closed() {
+            return Err(closed_error());
+        }
+        let handler: ReadyCallback<Self> = Rc::new(Repeating::new(cb, Location::caller()));
+        let mut signals = self.signals.borrow_mut();
+        if let Some(pipe_fd) = signals.claim()? {
+            let mut selector = self.selector.borrow_mut();
+            let registered = match selector.as_mut() {
+                Some(selector) => {
+                    selector.register(pipe_fd, Events::READ, IoHandlers(Slot::Signals)).map(drop)
+                }
+                None => Err(closed_error()),
+            };
+            if let Err(err) = registered {
+                signals.release();
+                return Err(err);
+            }
+        }
+        if let Err(err) = signals.install(signum) {
+            if signals.is_empty() {
+                drop(signals);
+                self.release_signals();
+            }
+            return Err(err);
+        }
+        if let Some(old) = self.signal_handlers.borrow_mut().insert(signum, handler) {
+            old.cancel();
+        }
+        Ok(())
+    }
+
+    fn remove_signal_handler(&self, signum: c_int) -> io::Result<bool> {
+        check_signal(signum)?;
+        let Some(handler) = self.signal_handlers.borrow_mut().remove(&signum) else { return Ok(false) };
+        handler.cancel();
+        let restored = self.signals.borrow_mut().restore(signum);
+        if self.signal_handlers.borrow().is_empty() {
+            self.release_signals();
+        }
+        restored.map(|_| true)
+    }
+
+    #[allow(clippy::type_complexity)] // the contract's signature, spelled out
+    fn set_exception_handler(&self, h: Option<Box<dyn Fn(&Self, &ExceptionContext)>>) {
+        self.engine.set_exception_handler(h);
+    }
+
+    fn set_debug(&self, on: bool) {
+        self.engine.set_debug(on);
+    }
+
+    fn get_debug(&self) -> bool {
+        self.engine.get_debug()
+    }
+
+    fn stats(&self) -> LoopStats {
+        self.engine.stats()
+    }
+}
+
+/// A deadline no program will live to see, for delays too large for `Instant`.
+fn far_future(now: Instant) -> Instant {
+    const DAY: u64 = 24 * 3600;
+    [100 * 365 * DAY, 365 * DAY, DAY]
+        .into_iter()
+        .find_map(|secs| now.checked_add(Duration::from_secs(secs)))
+        .unwrap_or(now)
+}
+
+impl<S> Drop for BaseSelectorEventLoop<S> {
+    fn drop(&mut self) {
+        // Restore signal dispositions and refuse further threadsafe calls even
+        // if the owner forgot `close`; the selector and fds close themselves.
+        self.signals.get_mut().release();
+        self.engine.shutdown_shared();
+    }
+}
+
+impl<S> fmt::Debug for BaseSelectorEventLoop<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BaseSelectorEventLoop")
+            .field("running", &self.engine.is_running())
+            .field("closed", &self.engine.is_closed())
+            .field("user_fds", &self.user_fds.get())
+            .finish_non_exhaustive()
+    }
+}
