@@ -3,16 +3,16 @@
 //! close state, and exception handling. It knows nothing about sockets: it
 //! asks its loop to wait for I/O through the one hook of [`PollIo`].
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::callbacks::{Callback, Once, ReadyCallback};
+use crate::panics::catch;
 use crate::threadsafe::{closed_error, Shared};
 use crate::timers::TimerHeap;
 use crate::{ExceptionContext, Handle, LoopHandle, LoopStats, TimerHandle};
@@ -271,14 +271,15 @@ impl<L: PollIo> BaseEventLoop<L> {
 
     fn run_callback(&self, event_loop: &L, callback: &dyn Callback<L>) {
         let started = self.debug.get().then(Instant::now);
-        match catch_unwind(AssertUnwindSafe(|| callback.run(event_loop))) {
+        match catch(|| callback.run(event_loop)) {
             Ok(false) => return,
             Ok(true) => {}
-            Err(payload) => {
+            Err((message, location)) => {
                 bump(&self.counters.panics, 1);
+                let at = location.map_or_else(String::new, |at| format!(" (panicked at {at})"));
                 let context = ExceptionContext {
-                    message: format!("Exception in callback scheduled at {}", callback.origin()),
-                    panic: Some(panic_message(payload.as_ref())),
+                    message: format!("Exception in callback scheduled at {}{at}", callback.origin()),
+                    panic: Some(message),
                     origin: Some(callback.origin()),
                 };
                 self.call_exception_handler(event_loop, &context);
@@ -309,10 +310,10 @@ impl<L: PollIo> BaseEventLoop<L> {
         match handler {
             None => default_exception_handler(context),
             Some(handler) => {
-                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handler(event_loop, context))) {
+                if let Err((message, _)) = catch(|| handler(event_loop, context)) {
                     default_exception_handler(&ExceptionContext {
                         message: "Unhandled error in exception handler".to_owned(),
-                        panic: Some(panic_message(payload.as_ref())),
+                        panic: Some(message),
                         origin: context.origin,
                     });
                     default_exception_handler(context);
@@ -396,14 +397,4 @@ impl<L: PollIo> BaseEventLoop<L> {
 
 fn default_exception_handler(context: &ExceptionContext) {
     eprintln!("tulip: {context}");
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
 }

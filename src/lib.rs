@@ -32,6 +32,7 @@ mod base_events;
 mod callbacks;
 mod events;
 mod fd;
+mod panics;
 mod selector_events;
 mod signals;
 mod threadsafe;

@@ -1,0 +1,70 @@
+//! Catching panics in callbacks without the standard hook's noise.
+//!
+//! The loop reports a panicking callback through its exception handler (one
+//! line on stderr by default), so the standard panic hook's own message would
+//! say it twice. A hook installed once per process stays quiet for panics
+//! raised while a loop runs a callback on this thread, notes where they
+//! happened, and hands every other panic to the hook that was there before.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+
+thread_local! {
+    /// How many loop callbacks are running on this thread (nested loops count).
+    static CATCHING: Cell<usize> = const { Cell::new(0) };
+    /// Where the last caught panic happened, as `file:line:column`.
+    static LAST_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn install_quiet_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if CATCHING.with(Cell::get) > 0 {
+                let location = info.location().map(ToString::to_string);
+                LAST_LOCATION.with(|last| *last.borrow_mut() = location);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, catching a panic as `Err((message, location))`.
+pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, (String, Option<String>)> {
+    install_quiet_hook();
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(c.get() - 1));
+    outcome.map_err(|payload| {
+        let location = LAST_LOCATION.with(|last| last.borrow_mut().take());
+        (message(payload.as_ref()), location)
+    })
+}
+
+fn message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caught_panics_carry_message_and_location() {
+        let (message, location) = catch(|| panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(message, "boom 7");
+        assert!(location.expect("the hook saw the panic").contains("panics.rs"));
+        assert_eq!(catch(|| 5).unwrap(), 5);
+        assert_eq!(CATCHING.with(Cell::get), 0);
+    }
+}
