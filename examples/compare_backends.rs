@@ -93,7 +93,9 @@ fn raise_fd_limit() -> u64 {
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
     // SAFETY: as above.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    limit.rlim_cur as u64
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every Unix
+    let soft = limit.rlim_cur as u64;
+    soft
 }
 
 /// One echo connection's server side: echo what arrives, buffering what
