@@ -138,14 +138,11 @@ fn echo_run(backend: Backend, clients: usize, duration: Duration) -> io::Result<
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
     let listener_fd = listener.as_raw_fd();
-    event_loop.add_reader(listener_fd, move |lp| loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(err) = serve(lp, stream) {
-                    eprintln!("compare_backends: cannot serve a connection: {err}");
-                }
+    event_loop.add_reader(listener_fd, move |lp| {
+        while let Ok((stream, _)) = listener.accept() {
+            if let Err(err) = serve(lp, stream) {
+                eprintln!("compare_backends: cannot serve a connection: {err}");
             }
-            Err(_) => break,
         }
     })?;
 
