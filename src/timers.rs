@@ -57,6 +57,11 @@ impl<L: 'static> TimerHeap<L> {
 
     /// Adds a timer whose entry was created with this heap's book.
     pub(crate) fn push<F: FnOnce(&L) + 'static>(&mut self, when: Instant, entry: Rc<Once<F>>) {
+        // Purge here too, not only in run_once: a program may schedule and
+        // cancel timers for a long time before the loop runs an iteration.
+        if self.cancelled_dominate() {
+            self.purge_cancelled();
+        }
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         self.heap.push(Timer { when, sequence, entry });
@@ -71,11 +76,15 @@ impl<L: 'static> TimerHeap<L> {
         }
     }
 
+    /// Over half the (not tiny) heap is cancelled timers.
+    fn cancelled_dominate(&self) -> bool {
+        self.heap.len() > MIN_TIMERS_FOR_REBUILD && self.book.cancelled_in_heap.get() * 2 > self.heap.len()
+    }
+
     /// Drops cancelled timers: all of them if they are over half the heap,
     /// otherwise those at the top (which would delay the next deadline).
     pub(crate) fn purge_cancelled(&mut self) {
-        let cancelled = self.book.cancelled_in_heap.get();
-        if self.heap.len() > MIN_TIMERS_FOR_REBUILD && cancelled * 2 > self.heap.len() {
+        if self.cancelled_dominate() {
             let mut timers = std::mem::take(&mut self.heap).into_vec();
             timers.retain(|timer| {
                 let keep = !timer.entry.cancelled();
@@ -116,5 +125,52 @@ impl<L: 'static> TimerHeap<L> {
         for timer in std::mem::take(&mut self.heap) {
             self.leave(&timer);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Cancel;
+    use std::panic::Location;
+    use std::time::Duration;
+
+    type Heap = TimerHeap<()>;
+
+    fn schedule(heap: &mut Heap, when: Instant) -> Rc<Once<fn(&())>> {
+        let entry = Rc::new(Once::new((|_| {}) as fn(&()), Location::caller(), Some(Rc::clone(&heap.book))));
+        heap.push(when, Rc::clone(&entry));
+        entry
+    }
+
+    #[test]
+    fn scheduling_and_cancelling_without_running_stays_bounded() {
+        let mut heap = Heap::new();
+        let when = Instant::now() + Duration::from_secs(3600);
+        for _ in 0..100_000 {
+            schedule(&mut heap, when).cancel();
+        }
+        assert!(heap.len() <= 2 * MIN_TIMERS_FOR_REBUILD + 2, "heap grew to {}", heap.len());
+        assert_eq!(heap.book.cancelled_total.get(), 100_000);
+    }
+
+    #[test]
+    fn due_timers_leave_in_deadline_then_scheduling_order() {
+        let mut heap = Heap::new();
+        let now = Instant::now();
+        let late = schedule(&mut heap, now + Duration::from_millis(2));
+        let first = schedule(&mut heap, now);
+        let second = schedule(&mut heap, now);
+        let future = schedule(&mut heap, now + Duration::from_secs(60));
+        let mut order = Vec::new();
+        heap.pop_due(now + Duration::from_millis(5), |entry| order.push(Rc::as_ptr(&entry) as *const ()));
+        let expected: Vec<*const ()> =
+            [&first, &second, &late].iter().map(|e| Rc::as_ptr(e) as *const ()).collect();
+        assert_eq!(order, expected);
+        assert_eq!(heap.earliest(), Some(now + Duration::from_secs(60)));
+        future.cancel();
+        heap.purge_cancelled();
+        assert_eq!(heap.len(), 0);
+        assert_eq!(heap.book.cancelled_in_heap.get(), 0);
     }
 }
