@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::callbacks::{Callback, Once, ReadyCallback};
+use crate::callbacks::{Callback, Once, ReadyCallback, TimerMark};
 use crate::panics::catch;
 use crate::threadsafe::{closed_error, Shared};
 use crate::timers::TimerHeap;
@@ -62,6 +62,8 @@ type ExceptionHandler<L> = Rc<dyn Fn(&L, &ExceptionContext)>;
 /// The scheduling engine of a loop of type `L`, kept inside `L`.
 pub struct BaseEventLoop<L> {
     ready: RefCell<VecDeque<ReadyCallback<L>>>,
+    /// The queue swapped in while a batch runs; kept for its allocation.
+    spare: Cell<VecDeque<ReadyCallback<L>>>,
     timers: RefCell<TimerHeap<L>>,
     shared: Arc<Shared<L>>,
     running: Cell<bool>,
@@ -104,6 +106,7 @@ impl<L: PollIo> BaseEventLoop<L> {
     pub fn new() -> io::Result<Self> {
         Ok(BaseEventLoop {
             ready: RefCell::new(VecDeque::new()),
+            spare: Cell::new(VecDeque::new()),
             timers: RefCell::new(TimerHeap::new()),
             shared: Arc::new(Shared::new()?),
             running: Cell::new(false),
@@ -141,7 +144,7 @@ impl<L: PollIo> BaseEventLoop<L> {
     #[track_caller]
     pub fn call_soon<F: FnOnce(&L) + 'static>(&self, cb: F) -> Handle {
         self.check_open();
-        let entry = Rc::new(Once::new(cb, Location::caller(), None));
+        let entry = Rc::new(Once::new(cb, Location::caller(), ()));
         self.ready.borrow_mut().push_back(entry.clone());
         Handle { state: entry }
     }
@@ -155,7 +158,7 @@ impl<L: PollIo> BaseEventLoop<L> {
     pub fn call_at<F: FnOnce(&L) + 'static>(&self, when: Instant, cb: F) -> TimerHandle {
         self.check_open();
         let mut timers = self.timers.borrow_mut();
-        let entry = Rc::new(Once::new(cb, Location::caller(), Some(Rc::clone(&timers.book))));
+        let entry = Rc::new(Once::new(cb, Location::caller(), TimerMark::new(Rc::clone(&timers.book))));
         timers.push(when, Rc::clone(&entry));
         TimerHandle { handle: Handle { state: entry }, when }
     }
@@ -234,7 +237,7 @@ impl<L: PollIo> BaseEventLoop<L> {
             event_loop.poll_io(timeout)?;
         }
         self.shared.take_pending(|(callback, origin)| {
-            self.ready.borrow_mut().push_back(Rc::new(Once::new(callback, origin, None)));
+            self.ready.borrow_mut().push_back(Rc::new(Once::new(callback, origin, ())));
         });
 
         // 4. Move due timers to the ready queue. `<= now` never runs one
@@ -247,12 +250,9 @@ impl<L: PollIo> BaseEventLoop<L> {
             }
         }
 
-        // 5. Run the callbacks queued now, and only those.
-        let queued = self.ready.borrow().len();
-        for _ in 0..queued {
-            let Some(callback) = self.ready.borrow_mut().pop_front() else { break };
-            self.run_callback(event_loop, &*callback);
-        }
+        // 5. Run the callbacks queued now, and only those: the queue is
+        //    swapped out, so what they schedule waits for the next iteration.
+        self.run_ready(event_loop);
         Ok(())
     }
 
@@ -269,38 +269,72 @@ impl<L: PollIo> BaseEventLoop<L> {
         outcome
     }
 
-    fn run_callback(&self, event_loop: &L, callback: &dyn Callback<L>) {
-        let started = self.debug.get().then(Instant::now);
-        match catch(|| callback.run(event_loop)) {
-            Ok(false) => return,
-            Ok(true) => {}
-            Err((message, location)) => {
+    /// Runs the batch of callbacks that is ready now. Panics are caught per
+    /// batch, not per callback (cheaper); after one, the rest of the batch runs.
+    fn run_ready(&self, event_loop: &L) {
+        let mut batch = self.spare.take();
+        std::mem::swap(&mut batch, &mut *self.ready.borrow_mut());
+        let mut ran = 0;
+        let mut current = None;
+        while !batch.is_empty() {
+            let outcome = catch(|| self.run_batch(event_loop, &mut batch, &mut current, &mut ran));
+            if let (Err((message, location)), Some(callback)) = (outcome, current.take()) {
+                ran += 1;
                 bump(&self.counters.panics, 1);
+                let origin = callback.origin();
                 let at = location.map_or_else(String::new, |at| format!(" (panicked at {at})"));
                 let context = ExceptionContext {
-                    message: format!("Exception in callback scheduled at {}{at}", callback.origin()),
+                    message: format!("Exception in callback scheduled at {origin}{at}"),
                     panic: Some(message),
-                    origin: Some(callback.origin()),
+                    origin: Some(origin),
                 };
                 self.call_exception_handler(event_loop, &context);
             }
         }
-        bump(&self.counters.callbacks_run, 1);
-        if let Some(started) = started {
-            let took = started.elapsed();
-            if took >= self.slow_callback.get() {
-                let context = ExceptionContext {
-                    message: format!(
-                        "Executing callback scheduled at {} took {:.3} seconds",
-                        callback.origin(),
-                        took.as_secs_f64()
-                    ),
-                    panic: None,
-                    origin: Some(callback.origin()),
-                };
-                self.call_exception_handler(event_loop, &context);
+        bump(&self.counters.callbacks_run, ran);
+        // Keep the emptied queue's allocation for the next iteration.
+        self.spare.set(batch);
+    }
+
+    /// Pops and runs callbacks until `batch` is empty. `current` holds the
+    /// running one, so a panic can be reported with its origin.
+    fn run_batch(
+        &self,
+        event_loop: &L,
+        batch: &mut VecDeque<ReadyCallback<L>>,
+        current: &mut Option<ReadyCallback<L>>,
+        ran: &mut u64,
+    ) {
+        let debug = self.debug.get();
+        while let Some(callback) = batch.pop_front() {
+            let callback = &**current.insert(callback);
+            let started = debug.then(Instant::now);
+            if !callback.run(event_loop) {
+                continue;
+            }
+            *ran += 1;
+            if let Some(started) = started {
+                self.report_if_slow(event_loop, callback, started.elapsed());
             }
         }
+        *current = None;
+    }
+
+    /// Debug mode: tell the exception handler about a slow callback.
+    fn report_if_slow(&self, event_loop: &L, callback: &dyn Callback<L>, took: Duration) {
+        if took < self.slow_callback.get() {
+            return;
+        }
+        let context = ExceptionContext {
+            message: format!(
+                "Executing callback scheduled at {} took {:.3} seconds",
+                callback.origin(),
+                took.as_secs_f64()
+            ),
+            panic: None,
+            origin: Some(callback.origin()),
+        };
+        self.call_exception_handler(event_loop, &context);
     }
 
     /// Hands `context` to the exception handler, or prints it. A panicking

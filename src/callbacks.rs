@@ -30,46 +30,68 @@ pub(crate) struct TimerBook {
     pub(crate) cancelled_total: Cell<u64>,
 }
 
+/// What a one-shot callback does besides running: nothing for `call_soon`,
+/// bookkeeping for timers. A type parameter, so plain callbacks carry none.
+pub(crate) trait OnceKind {
+    /// `cancel` was called; `pending` is whether the callback had not run yet.
+    fn cancelled(&self, pending: bool);
+    /// The timer heap let go of this entry.
+    fn left_heap(&self) {}
+}
+
+impl OnceKind for () {
+    fn cancelled(&self, _pending: bool) {}
+}
+
 /// For timers: the shared book and whether this timer is still in the heap.
 pub(crate) struct TimerMark {
-    pub(crate) book: Rc<TimerBook>,
-    pub(crate) in_heap: Cell<bool>,
+    book: Rc<TimerBook>,
+    in_heap: Cell<bool>,
 }
 
-/// A callback that runs at most once (`call_soon`, `call_later`, threadsafe calls).
-pub(crate) struct Once<F> {
-    callback: Cell<Option<F>>,
-    cancelled: Cell<bool>,
-    origin: &'static Location<'static>,
-    pub(crate) timer: Option<TimerMark>,
-}
-
-impl<F> Once<F> {
-    pub(crate) fn new(callback: F, origin: &'static Location<'static>, timer: Option<Rc<TimerBook>>) -> Self {
-        Once {
-            callback: Cell::new(Some(callback)),
-            cancelled: Cell::new(false),
-            origin,
-            timer: timer.map(|book| TimerMark { book, in_heap: Cell::new(true) }),
-        }
+impl TimerMark {
+    pub(crate) fn new(book: Rc<TimerBook>) -> Self {
+        TimerMark { book, in_heap: Cell::new(true) }
     }
 }
 
-impl<F> Cancel for Once<F> {
+impl OnceKind for TimerMark {
+    fn cancelled(&self, pending: bool) {
+        if pending {
+            self.book.cancelled_total.set(self.book.cancelled_total.get() + 1);
+        }
+        if self.in_heap.get() {
+            self.book.cancelled_in_heap.set(self.book.cancelled_in_heap.get() + 1);
+        }
+    }
+
+    fn left_heap(&self) {
+        self.in_heap.set(false);
+    }
+}
+
+/// A callback that runs at most once (`call_soon`, `call_later`, threadsafe calls).
+pub(crate) struct Once<F, K = ()> {
+    callback: Cell<Option<F>>,
+    cancelled: Cell<bool>,
+    origin: &'static Location<'static>,
+    kind: K,
+}
+
+impl<F, K> Once<F, K> {
+    pub(crate) fn new(callback: F, origin: &'static Location<'static>, kind: K) -> Self {
+        Once { callback: Cell::new(Some(callback)), cancelled: Cell::new(false), origin, kind }
+    }
+}
+
+impl<F, K: OnceKind> Cancel for Once<F, K> {
     fn cancel(&self) {
         if self.cancelled.replace(true) {
             return;
         }
         // Free what the closure captured now, as asyncio drops the callback.
         let pending = self.callback.take();
-        if let Some(mark) = &self.timer {
-            if pending.is_some() {
-                mark.book.cancelled_total.set(mark.book.cancelled_total.get() + 1);
-            }
-            if mark.in_heap.get() {
-                mark.book.cancelled_in_heap.set(mark.book.cancelled_in_heap.get() + 1);
-            }
-        }
+        self.kind.cancelled(pending.is_some());
         drop(pending);
     }
 
@@ -78,7 +100,7 @@ impl<F> Cancel for Once<F> {
     }
 }
 
-impl<L, F: FnOnce(&L)> Callback<L> for Once<F> {
+impl<L, F: FnOnce(&L), K: OnceKind> Callback<L> for Once<F, K> {
     #[inline]
     fn run(&self, event_loop: &L) -> bool {
         match self.callback.take() {
@@ -95,9 +117,7 @@ impl<L, F: FnOnce(&L)> Callback<L> for Once<F> {
     }
 
     fn left_heap(&self) {
-        if let Some(mark) = &self.timer {
-            mark.in_heap.set(false);
-        }
+        self.kind.left_heap();
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::callbacks::{Once, ReadyCallback, TimerBook};
+use crate::callbacks::{Once, ReadyCallback, TimerBook, TimerMark};
 
 /// Below this many timers, cancelled ones are only purged from the top.
 const MIN_TIMERS_FOR_REBUILD: usize = 100;
@@ -56,7 +56,7 @@ impl<L: 'static> TimerHeap<L> {
     }
 
     /// Adds a timer whose entry was created with this heap's book.
-    pub(crate) fn push<F: FnOnce(&L) + 'static>(&mut self, when: Instant, entry: Rc<Once<F>>) {
+    pub(crate) fn push<F: FnOnce(&L) + 'static>(&mut self, when: Instant, entry: Rc<Once<F, TimerMark>>) {
         // Purge here too, not only in run_once: a program may schedule and
         // cancel timers for a long time before the loop runs an iteration.
         if self.cancelled_dominate() {
@@ -136,9 +136,11 @@ mod tests {
     use std::time::Duration;
 
     type Heap = TimerHeap<()>;
+    type Entry = Rc<Once<fn(&()), TimerMark>>;
 
-    fn schedule(heap: &mut Heap, when: Instant) -> Rc<Once<fn(&())>> {
-        let entry = Rc::new(Once::new((|_| {}) as fn(&()), Location::caller(), Some(Rc::clone(&heap.book))));
+    fn schedule(heap: &mut Heap, when: Instant) -> Entry {
+        let mark = TimerMark::new(Rc::clone(&heap.book));
+        let entry = Rc::new(Once::new((|_| {}) as fn(&()), Location::caller(), mark));
         heap.push(when, Rc::clone(&entry));
         entry
     }
