@@ -8,7 +8,7 @@
 use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
-use std::{mem, ptr};
+use std::{fmt, mem, ptr};
 
 use crate::kqueue_records::{merge_records, Filter, KernelRecord};
 use crate::sys::cvt;
@@ -16,7 +16,6 @@ use crate::timeout::clamped;
 use crate::{Backend, BaseSelector, Events, Mechanism, Readiness};
 
 /// The `kqueue` mechanism: a close-on-exec kqueue fd and reusable buffers.
-#[derive(Debug)]
 pub struct Kqueue {
     kqueue_fd: OwnedFd,
     /// Room for two records per registered fd (read and write filters).
@@ -164,6 +163,17 @@ impl Mechanism for Kqueue {
         // SAFETY: we owned `fd` and give up ownership here; nobody else closes it.
         cvt(unsafe { libc::close(fd) })?;
         Ok(())
+    }
+}
+
+// Written by hand: `libc::kevent` implements `Debug` only from libc 0.2.176
+// on, and we promise to build with 0.2.155.
+impl fmt::Debug for Kqueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kqueue")
+            .field("kqueue_fd", &self.kqueue_fd)
+            .field("buffer", &self.buffer.len())
+            .finish_non_exhaustive()
     }
 }
 
