@@ -6,8 +6,8 @@
 //! `i16` (`u32` on NetBSD), `flags` `u16` (`u32` on NetBSD), `udata` a pointer
 //! (an `intptr_t` on NetBSD before libc 0.2.178), and `kevent()` counts in
 //! `int` (`size_t` on NetBSD). The `EVFILT_*` and `EV_*` constants always have
-//! the type of their field, so [`change`] and [`record`] use them without
-//! casts; `udata` is never touched; [`count`] is the one cast that differs.
+//! the type of their field, so `change` and `record` use them without
+//! casts; `udata` is never touched; `count` is the one cast that differs.
 
 use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
