@@ -89,8 +89,9 @@ pub trait Mechanism: Sized {
 /// A selector made of the shared bookkeeping and one [`Mechanism`].
 ///
 /// You normally name it through its aliases: [`SelectSelector`](crate::SelectSelector),
-/// [`PollSelector`](crate::PollSelector), [`EpollSelector`](crate::EpollSelector),
-/// [`KqueueSelector`](crate::KqueueSelector), [`DefaultSelector`](crate::DefaultSelector).
+/// [`PollSelector`](crate::PollSelector), `EpollSelector` (Linux, Android),
+/// `KqueueSelector` (macOS, iOS, the BSDs) and [`DefaultSelector`](crate::DefaultSelector).
+/// (Epoll and kqueue are not linked: each exists only on its own targets.)
 pub struct BaseSelector<T, M> {
     pub(crate) registry: Registry<T>,
     pub(crate) mechanism: M,

@@ -1,5 +1,6 @@
 //! `epoll(7)`: the kernel keeps the interest list, so `select` costs O(ready).
 
+use std::fmt;
 use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -9,7 +10,6 @@ use crate::timeout::as_millis_rounded_up;
 use crate::{Backend, BaseSelector, Events, Mechanism, Readiness};
 
 /// The `epoll` mechanism: one close-on-exec epoll fd and a reusable event buffer.
-#[derive(Debug)]
 pub struct Epoll {
     epoll_fd: OwnedFd,
     /// Always fully initialised; grown to the registration count so one
@@ -107,6 +107,14 @@ impl Mechanism for Epoll {
         // SAFETY: we owned `fd` and give up ownership here; nobody else closes it.
         cvt(unsafe { libc::close(fd) })?;
         Ok(())
+    }
+}
+
+// Written by hand: `libc::epoll_event` implements `Debug` only from libc
+// 0.2.176 on, and we promise to build with 0.2.155.
+impl fmt::Debug for Epoll {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Epoll").field("epoll_fd", &self.epoll_fd).field("buffer", &self.buffer.len()).finish()
     }
 }
 

@@ -1,14 +1,18 @@
 //! `kqueue(2)` + `kevent(2)` (macOS, iOS, FreeBSD, NetBSD, OpenBSD, DragonFly).
 //! Not compiled on Linux: the merging of its records lives in
-//! `kqueue_records.rs`, which is compiled and tested everywhere. The field
-//! types of `struct kevent` differ between these systems (`filter` is `i16`
-//! or `u32`, `flags` `u16` or `u32`, `udata` a pointer or an integer); every
-//! cast to and from them is in [`change`] and [`record`].
+//! `kqueue_records.rs`, which is compiled and tested everywhere.
+//!
+//! The types of `struct kevent` differ between these systems: `filter` is
+//! `i16` (`u32` on NetBSD), `flags` `u16` (`u32` on NetBSD), `udata` a pointer
+//! (an `intptr_t` on NetBSD before libc 0.2.178), and `kevent()` counts in
+//! `int` (`size_t` on NetBSD). The `EVFILT_*` and `EV_*` constants always have
+//! the type of their field, so `change` and `record` use them without
+//! casts; `udata` is never touched; `count` is the one cast that differs.
 
 use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
-use std::{mem, ptr};
+use std::{fmt, mem, ptr};
 
 use crate::kqueue_records::{merge_records, Filter, KernelRecord};
 use crate::sys::cvt;
@@ -16,7 +20,6 @@ use crate::timeout::clamped;
 use crate::{Backend, BaseSelector, Events, Mechanism, Readiness};
 
 /// The `kqueue` mechanism: a close-on-exec kqueue fd and reusable buffers.
-#[derive(Debug)]
 pub struct Kqueue {
     kqueue_fd: OwnedFd,
     /// Room for two records per registered fd (read and write filters).
@@ -24,50 +27,87 @@ pub struct Kqueue {
     records: Vec<KernelRecord>,
 }
 
-/// A change record for `fd`'s `filter`, with `flags` (`EV_ADD`, `EV_DELETE`).
-fn change(fd: RawFd, filter: Filter, flags: u16) -> libc::kevent {
-    // SAFETY: kevent is plain data; all-zero is valid (udata null or 0).
+// SAFETY: every field is Send and Sync except `buffer`, and only because a
+// kevent record has a `udata` pointer. We never set it (it stays null and the
+// kernel hands back what we registered) and never dereference it, so the
+// records are plain data: moving the buffer to another thread is sound.
+unsafe impl Send for Kqueue {}
+// SAFETY: as for Send; a shared `&Kqueue` can only read those null pointers.
+unsafe impl Sync for Kqueue {}
+
+/// One of the two filters a registration is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interest {
+    Read,
+    Write,
+}
+
+/// What a change record asks of the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Delete,
+}
+
+/// The change record that applies `op` to `fd`'s `interest` filter.
+fn change(fd: RawFd, interest: Interest, op: Op) -> libc::kevent {
+    // SAFETY: kevent is plain data; all-zero is valid (null udata, zero ext).
     let mut event: libc::kevent = unsafe { mem::zeroed() };
-    event.ident = fd as _;
-    event.filter = match filter {
-        Filter::Read => libc::EVFILT_READ,
-        Filter::Write => libc::EVFILT_WRITE,
-        Filter::Other => unreachable!("only read and write filters are registered"),
-    } as _;
-    event.flags = flags as _;
+    event.ident = fd as libc::uintptr_t;
+    event.filter = match interest {
+        Interest::Read => libc::EVFILT_READ,
+        Interest::Write => libc::EVFILT_WRITE,
+    };
+    event.flags = match op {
+        Op::Add => libc::EV_ADD,
+        Op::Delete => libc::EV_DELETE,
+    };
     event
 }
 
 /// A returned kevent in portable terms.
 fn record(event: &libc::kevent) -> KernelRecord {
-    let filter = if event.filter == libc::EVFILT_READ as _ {
+    let filter = if event.filter == libc::EVFILT_READ {
         Filter::Read
-    } else if event.filter == libc::EVFILT_WRITE as _ {
+    } else if event.filter == libc::EVFILT_WRITE {
         Filter::Write
     } else {
         Filter::Other
     };
-    let flags = event.flags as u32;
     KernelRecord {
         fd: event.ident as RawFd,
         filter,
-        eof: flags & libc::EV_EOF as u32 != 0,
-        error: flags & libc::EV_ERROR as u32 != 0,
+        eof: event.flags & libc::EV_EOF != 0,
+        error: event.flags & libc::EV_ERROR != 0,
     }
 }
 
-fn filters(events: Events) -> impl Iterator<Item = Filter> {
-    [(Events::READ, Filter::Read), (Events::WRITE, Filter::Write)]
+/// The type of `kevent()`'s `nchanges` and `nevents`.
+#[cfg(target_os = "netbsd")]
+type Count = libc::size_t;
+/// The type of `kevent()`'s `nchanges` and `nevents`.
+#[cfg(not(target_os = "netbsd"))]
+type Count = libc::c_int;
+
+/// A buffer length as `kevent()`'s `nevents`, at most `c_int::MAX`.
+#[allow(clippy::unnecessary_cast)] // `usize as usize` on NetBSD, a real cast elsewhere
+fn count(len: usize) -> Count {
+    len.min(libc::c_int::MAX as usize) as Count
+}
+
+fn interests(events: Events) -> impl Iterator<Item = Interest> {
+    [(Events::READ, Interest::Read), (Events::WRITE, Interest::Write)]
         .into_iter()
         .filter(move |(event, _)| events.contains(*event))
-        .map(|(_, filter)| filter)
+        .map(|(_, interest)| interest)
 }
 
 impl Kqueue {
     /// Applies one change at once, so a failure names exactly which one.
-    fn apply(&self, fd: RawFd, filter: Filter, flags: u16) -> io::Result<()> {
-        let changes = [change(fd, filter, flags)];
-        // SAFETY: one valid change record in, no event buffer out.
+    fn apply(&self, fd: RawFd, interest: Interest, op: Op) -> io::Result<()> {
+        let changes = [change(fd, interest, op)];
+        // SAFETY: one valid change record in, no event buffer out (so an
+        // error comes back as -1 and errno, not as an EV_ERROR record).
         cvt(unsafe {
             libc::kevent(self.kqueue_fd.as_raw_fd(), changes.as_ptr(), 1, ptr::null_mut(), 0, ptr::null())
         })?;
@@ -83,41 +123,43 @@ impl Mechanism for Kqueue {
         let fd = cvt(unsafe { libc::kqueue() })?;
         // SAFETY: `fd` was just created and is owned by nobody else.
         let kqueue_fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // Not every BSD has kqueue1(O_CLOEXEC): set the flag right away.
+        // Not every BSD has kqueue1(O_CLOEXEC): set the flag right away. (A
+        // kqueue is not inherited across fork(2) anyway, so no child can exec
+        // with it in the moment between the two calls.)
         // SAFETY: fcntl on an fd we own, with an integer argument.
         cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
         Ok(Kqueue { kqueue_fd, buffer: Vec::new(), records: Vec::new() })
     }
 
     fn add(&mut self, fd: RawFd, events: Events) -> io::Result<()> {
-        let mut added = Vec::with_capacity(2);
-        for filter in filters(events) {
-            if let Err(err) = self.apply(fd, filter, libc::EV_ADD as u16) {
+        let mut added = None;
+        for interest in interests(events) {
+            if let Err(err) = self.apply(fd, interest, Op::Add) {
                 // Leave nothing half-registered.
-                for done in added {
-                    let _ = self.apply(fd, done, libc::EV_DELETE as u16);
+                if let Some(done) = added {
+                    let _ = self.apply(fd, done, Op::Delete);
                 }
                 return Err(err);
             }
-            added.push(filter);
+            added = Some(interest);
         }
         Ok(())
     }
 
     fn modify(&mut self, fd: RawFd, old: Events, new: Events) -> io::Result<()> {
-        for filter in filters(old - new) {
-            self.apply(fd, filter, libc::EV_DELETE as u16)?;
+        for interest in interests(old - new) {
+            self.apply(fd, interest, Op::Delete)?;
         }
-        for filter in filters(new - old) {
-            self.apply(fd, filter, libc::EV_ADD as u16)?;
+        for interest in interests(new - old) {
+            self.apply(fd, interest, Op::Add)?;
         }
         Ok(())
     }
 
     fn remove(&mut self, fd: RawFd, events: Events) -> io::Result<()> {
         let mut outcome = Ok(());
-        for filter in filters(events) {
-            if let Err(err) = self.apply(fd, filter, libc::EV_DELETE as u16) {
+        for interest in interests(events) {
+            if let Err(err) = self.apply(fd, interest, Op::Delete) {
                 outcome = Err(err);
             }
         }
@@ -144,18 +186,18 @@ impl Mechanism for Kqueue {
         // SAFETY: no changes in; the buffer holds `buffer.len()` initialised
         // records and the kernel writes at most that many; `timespec_ptr` is
         // null or points at a live timespec.
-        let count = cvt(unsafe {
+        let returned = cvt(unsafe {
             libc::kevent(
                 self.kqueue_fd.as_raw_fd(),
                 ptr::null(),
                 0,
                 self.buffer.as_mut_ptr(),
-                self.buffer.len() as _,
+                count(self.buffer.len()),
                 timespec_ptr,
             )
         })? as usize;
         self.records.clear();
-        self.records.extend(self.buffer[..count].iter().map(record));
+        self.records.extend(self.buffer[..returned].iter().map(record));
         Ok(merge_records(&mut self.records, on_ready))
     }
 
@@ -167,9 +209,47 @@ impl Mechanism for Kqueue {
     }
 }
 
+// Written by hand: `libc::kevent` implements `Debug` only from libc 0.2.176
+// on, and we promise to build with 0.2.155.
+impl fmt::Debug for Kqueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kqueue")
+            .field("kqueue_fd", &self.kqueue_fd)
+            .field("buffer", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> AsRawFd for BaseSelector<T, Kqueue> {
     /// The kqueue fd, for nesting this selector inside another.
     fn as_raw_fd(&self) -> RawFd {
         self.mechanism.kqueue_fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_records_read_back_as_what_they_ask_for() {
+        let read = change(7, Interest::Read, Op::Add);
+        assert_eq!(record(&read), KernelRecord { fd: 7, filter: Filter::Read, eof: false, error: false });
+        assert!(read.udata.is_null());
+        let mut hung_up = change(9, Interest::Write, Op::Delete);
+        hung_up.flags |= libc::EV_EOF;
+        assert_eq!(record(&hung_up), KernelRecord { fd: 9, filter: Filter::Write, eof: true, error: false });
+    }
+
+    #[test]
+    fn counts_saturate_at_c_int_max() {
+        assert_eq!(count(3) as i64, 3);
+        assert_eq!(count(usize::MAX) as i64, i64::from(libc::c_int::MAX));
+    }
+
+    #[test]
+    fn interests_follow_events() {
+        assert_eq!(interests(Events::all()).collect::<Vec<_>>(), [Interest::Read, Interest::Write]);
+        assert_eq!(interests(Events::WRITE).collect::<Vec<_>>(), [Interest::Write]);
     }
 }

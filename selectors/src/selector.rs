@@ -9,8 +9,8 @@ use crate::{Backend, Events, Keys, Selected, SelectorKey};
 /// Register file descriptors with the [`Events`] to watch and some data of
 /// your own, then call [`select`](Selector::select) to wait until some of them
 /// are ready. Every backend ([`SelectSelector`](crate::SelectSelector),
-/// [`PollSelector`](crate::PollSelector), [`EpollSelector`](crate::EpollSelector),
-/// [`KqueueSelector`](crate::KqueueSelector)) behaves the same through this
+/// [`PollSelector`](crate::PollSelector), `EpollSelector` on Linux and Android,
+/// `KqueueSelector` on macOS, iOS and the BSDs) behaves the same through this
 /// trait, and `Box<dyn Selector<T>>` works too (see [`Backend::open`]).
 ///
 /// ```

@@ -1,0 +1,242 @@
+//! Helpers shared by the integration tests of `tulip-selectors`.
+//!
+//! Tests run as parallel threads of one process, so anything process-wide is
+//! taken behind a lock here:
+//! - [`shared`] / [`exclusive`]: every test holds the shared side; a test that
+//!   opens thousands of fds (or must see an fd number stay closed) holds the
+//!   exclusive side, so no other test gets an fd above `FD_SETSIZE` or reuses
+//!   a number it is watching.
+//! - [`high_fds`]: tests that close an fd and then use its number move it to a
+//!   region (`HIGH_BASE..FD_SETSIZE`) that the lowest-free allocation of the
+//!   other tests never reaches, so the number stays closed.
+//! - [`SignalHandler`]: signal dispositions, serialised and restored.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{self, Read, Write};
+use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+use std::{mem, ptr};
+
+use libc::c_int;
+use tulip_selectors::sys::cvt;
+use tulip_selectors::{Backend, Events, Selector};
+
+/// The longest any test waits for something that must happen.
+pub const BOUND: Duration = Duration::from_secs(5);
+/// How late a timed wait may return on a loaded machine.
+pub const SLACK: Duration = Duration::from_secs(2);
+/// Closed-fd tests park their fds at or above this number (and below `FD_SETSIZE`).
+pub const HIGH_BASE: RawFd = 1000;
+
+static FD_TABLE: RwLock<()> = RwLock::new(());
+static HIGH_FDS: Mutex<()> = Mutex::new(());
+static SIGNALS: Mutex<()> = Mutex::new(());
+
+/// Held by every ordinary test.
+pub fn shared() -> RwLockReadGuard<'static, ()> {
+    FD_TABLE.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held by a test that needs the fd table to itself.
+pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    FD_TABLE.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held while using fd numbers at or above [`HIGH_BASE`].
+pub fn high_fds() -> MutexGuard<'static, ()> {
+    HIGH_FDS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A new selector of `backend`, holding `String` data (not `Copy`, so data
+/// must really move in and out).
+pub fn open(backend: Backend) -> Box<dyn Selector<String>> {
+    let selector = backend.open::<String>().unwrap_or_else(|e| panic!("open {backend}: {e}"));
+    assert_eq!(selector.backend(), backend);
+    selector
+}
+
+/// A connected, non-blocking socketpair.
+pub fn pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    a.set_nonblocking(true).expect("non-blocking");
+    b.set_nonblocking(true).expect("non-blocking");
+    (a, b)
+}
+
+pub fn fd<S: AsRawFd>(s: &S) -> RawFd {
+    s.as_raw_fd()
+}
+
+pub fn data(s: &str) -> String {
+    s.to_owned()
+}
+
+/// One `select`, collected as `(fd, events, data)`, checking on the way that
+/// `Selected` is an exact-size iterator.
+pub fn ready<S: Selector<String> + ?Sized>(
+    selector: &mut S,
+    timeout: Option<Duration>,
+) -> Vec<(RawFd, Events, String)> {
+    let selected = selector.select(timeout).unwrap_or_else(|e| panic!("select: {e}"));
+    let announced = selected.len();
+    assert_eq!(selected.size_hint(), (announced, Some(announced)));
+    let entries: Vec<_> = selected.map(|(key, events)| (key.fd, events, key.data.clone())).collect();
+    assert_eq!(entries.len(), announced, "Selected::len() must match what it yields");
+    entries
+}
+
+/// The events reported for `fd` in `entries`, checking it appears at most once.
+pub fn events_of(entries: &[(RawFd, Events, String)], fd: RawFd) -> Option<Events> {
+    let mut found = entries.iter().filter(|(f, _, _)| *f == fd);
+    let first = found.next().map(|(_, events, _)| *events);
+    assert!(found.next().is_none(), "fd {fd} reported twice in {entries:?}");
+    first
+}
+
+/// Runs `f`, returning its result and how long it took.
+pub fn timed<R>(f: impl FnOnce() -> R) -> (R, Duration) {
+    let start = Instant::now();
+    let result = f();
+    (result, start.elapsed())
+}
+
+/// Asserts `result` failed with `kind` and that the message names `fd`.
+pub fn assert_err_names_fd<T: std::fmt::Debug>(result: io::Result<T>, kind: io::ErrorKind, fd: RawFd) {
+    let err = result.expect_err("expected an error");
+    assert_eq!(err.kind(), kind, "wrong kind for {err}");
+    assert!(err.to_string().contains(&fd.to_string()), "message {err:?} should name fd {fd}");
+}
+
+/// Asserts `result` failed with the OS error `errno`.
+pub fn assert_os_error<T: std::fmt::Debug>(result: io::Result<T>, errno: c_int) {
+    let err = result.expect_err("expected an OS error");
+    assert_eq!(err.raw_os_error(), Some(errno), "expected errno {errno}, got {err}");
+}
+
+/// Writes until the socket's send buffer is full; returns how many bytes went in.
+pub fn fill(stream: &mut UnixStream) -> usize {
+    let chunk = [0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        match stream.write(&chunk) {
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return total,
+            Err(e) => panic!("fill: {e}"),
+        }
+    }
+}
+
+/// Reads what is available without blocking; returns how many bytes came out.
+pub fn drain(stream: &mut UnixStream) -> usize {
+    let mut buf = [0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return total,
+            Err(e) => panic!("drain: {e}"),
+        }
+    }
+}
+
+/// `true` if `fd` is an open file descriptor of this process.
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor flags; any number is safe to ask about.
+    cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) }).is_ok()
+}
+
+/// `true` if `fd` is open and close-on-exec.
+pub fn is_cloexec(fd: RawFd) -> bool {
+    // SAFETY: as in `is_open`.
+    cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) }).is_ok_and(|flags| flags & libc::FD_CLOEXEC != 0)
+}
+
+/// Moves `stream` to the lowest free number at or above `min`, closing its
+/// old number. Panics with the reason if the fd limit does not allow it.
+pub fn move_to<S: IntoRawFd + FromRawFd>(stream: S, min: RawFd) -> S {
+    raise_fd_limit();
+    // SAFETY: the stream owns its fd, so it is open; `from_raw_fd` below takes
+    // ownership of the fresh duplicate, and the old fd is owned by `old`.
+    unsafe {
+        let old = OwnedFd::from_raw_fd(stream.into_raw_fd());
+        let moved = cvt(libc::fcntl(old.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min))
+            .unwrap_or_else(|e| panic!("cannot move an fd to {min} or above: {e}"));
+        S::from_raw_fd(moved)
+    }
+}
+
+/// A socketpair whose first end sits at a number at or above [`HIGH_BASE`]:
+/// once closed, that number stays closed while the caller holds [`high_fds`].
+pub fn high_pair() -> (UnixStream, UnixStream) {
+    let (a, b) = pair();
+    (move_to(a, HIGH_BASE), b)
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (once) and returns the soft limit.
+pub fn raise_fd_limit() -> libc::rlim_t {
+    static RAISE: Once = Once::new();
+    RAISE.call_once(|| {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: `limit` is a valid rlimit for the kernel to fill in.
+        if cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }).is_ok() {
+            limit.rlim_cur = limit.rlim_max;
+            // SAFETY: `limit` is a valid rlimit; raising the soft limit up to the hard one is allowed.
+            let _ = cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) });
+        }
+    });
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: as above.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }).expect("getrlimit");
+    limit.rlim_cur
+}
+
+static SIGNAL_SEEN: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn note_signal(_signum: c_int) {
+    SIGNAL_SEEN.store(true, Ordering::SeqCst);
+}
+
+/// A handler for `signum` installed **without** `SA_RESTART` (so blocking
+/// syscalls fail with `EINTR`), serialised with every other signal test and
+/// replaced by the previous disposition on drop.
+pub struct SignalHandler {
+    signum: c_int,
+    previous: libc::sigaction,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl SignalHandler {
+    pub fn install(signum: c_int) -> SignalHandler {
+        let serial = SIGNALS.lock().unwrap_or_else(PoisonError::into_inner);
+        SIGNAL_SEEN.store(false, Ordering::SeqCst);
+        // SAFETY: all-zero is a valid sigaction (empty mask, no flags, SIG_DFL).
+        let mut action: libc::sigaction = unsafe { mem::zeroed() };
+        action.sa_sigaction = note_signal as extern "C" fn(c_int) as libc::sighandler_t;
+        action.sa_flags = 0; // deliberately no SA_RESTART
+                             // SAFETY: as above; the kernel overwrites it with the previous disposition.
+        let mut previous: libc::sigaction = unsafe { mem::zeroed() };
+        // SAFETY: `action.sa_mask` is a valid sigset_t to clear.
+        cvt(unsafe { libc::sigemptyset(&mut action.sa_mask) }).expect("sigemptyset");
+        // SAFETY: `action` and `previous` are valid sigaction structs; the handler
+        // only stores to an atomic, which is async-signal-safe.
+        cvt(unsafe { libc::sigaction(signum, &action, &mut previous) }).expect("sigaction");
+        SignalHandler { signum, previous, _serial: serial }
+    }
+
+    /// `true` once the handler has run.
+    pub fn ran(&self) -> bool {
+        SIGNAL_SEEN.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SignalHandler {
+    fn drop(&mut self) {
+        // SAFETY: `previous` is the disposition the kernel handed back at install.
+        let _ = cvt(unsafe { libc::sigaction(self.signum, &self.previous, ptr::null_mut()) });
+    }
+}
