@@ -7,10 +7,106 @@
 //! nothing meaningful to measure.
 
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use tulip_selectors::sys::cvt;
+use tulip_selectors::{Events, Selector};
 
 pub mod raw;
+
+/// One way of waiting for readiness: a tulip selector, a raw syscall, or a
+/// peer crate. Every implementation registers fds with their own number as
+/// data (token, key) and looks at each result the same way.
+pub trait Wait {
+    /// One wait (`None` blocks, `Some(ZERO)` polls): the sum of the ready
+    /// fds, so that a step's result can be checked and is never optimised out.
+    fn wait_ready(&mut self, timeout: Option<Duration>) -> usize;
+}
+
+/// A tulip selector (static dispatch, no `Box`) with each fd's number as its data.
+#[derive(Debug)]
+pub struct Tulip<S>(pub S);
+
+impl<S: Selector<usize>> Tulip<S> {
+    /// `selector` with every fd of `fds` registered for reading.
+    ///
+    /// # Panics
+    ///
+    /// If a registration fails.
+    pub fn readers(mut selector: S, fds: &[RawFd]) -> Tulip<S> {
+        for &fd in fds {
+            selector.register(fd, Events::READ, fd as usize).expect("register");
+        }
+        Tulip(selector)
+    }
+}
+
+impl<S: Selector<usize>> Wait for Tulip<S> {
+    #[inline]
+    fn wait_ready(&mut self, timeout: Option<Duration>) -> usize {
+        self.0.select(timeout).expect("select").map(|(key, _events)| key.data).sum()
+    }
+}
+
+/// The 1-of-N step: write a byte to `writer`, wait (blocking), read the byte
+/// from `reader`. Returns the sum of the ready fds: `reader`.
+#[inline]
+pub fn one_ready_step(waiter: &mut impl Wait, writer: RawFd, reader: RawFd) -> usize {
+    write_byte(writer);
+    let ready = waiter.wait_ready(None);
+    read_byte(reader);
+    ready
+}
+
+/// The idle step: one zero-timeout wait with nothing ready. Returns 0.
+#[inline]
+pub fn idle_step(waiter: &mut impl Wait) -> usize {
+    waiter.wait_ready(Some(Duration::ZERO))
+}
+
+/// One ping-pong round trip between the ends `a` and `b` of a socketpair,
+/// both registered in `waiter`: write on A, wait, read on B, write on B,
+/// wait, read on A. Returns `a + b`.
+#[inline]
+pub fn ping_pong_step(waiter: &mut impl Wait, a: RawFd, b: RawFd) -> usize {
+    write_byte(a);
+    let first = waiter.wait_ready(None);
+    read_byte(b);
+    write_byte(b);
+    let second = waiter.wait_ready(None);
+    read_byte(a);
+    first + second
+}
+
+/// Register `fd` for reading and unregister it. Returns `fd`.
+#[inline]
+pub fn register_unregister_step<S: Selector<usize>>(selector: &mut S, fd: RawFd) -> usize {
+    selector.register(fd, Events::READ, fd as usize).expect("register");
+    selector.unregister(fd).expect("unregister").data
+}
+
+/// Modify a registered `fd` to WRITE and back to READ. Returns `fd`.
+#[inline]
+pub fn modify_step<S: Selector<usize>>(selector: &mut S, fd: RawFd) -> usize {
+    selector.modify(fd, Events::WRITE, fd as usize).expect("modify");
+    selector.modify(fd, Events::READ, fd as usize).expect("modify").data
+}
+
+/// The raw floor of [`register_unregister_step`]: `EPOLL_CTL_ADD` + `EPOLL_CTL_DEL`.
+#[inline]
+pub fn raw_register_unregister_step(epoll: &raw::RawEpoll, fd: RawFd) -> usize {
+    epoll.add(fd, libc::EPOLLIN);
+    epoll.delete(fd);
+    fd as usize
+}
+
+/// The raw floor of [`modify_step`]: two `EPOLL_CTL_MOD`s.
+#[inline]
+pub fn raw_modify_step(epoll: &raw::RawEpoll, fd: RawFd) -> usize {
+    epoll.modify(fd, libc::EPOLLOUT);
+    epoll.modify(fd, libc::EPOLLIN);
+    fd as usize
+}
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new
 /// soft limit, so that a bench can hold 10,000 idle fds.

@@ -7,9 +7,22 @@
 //! caller would look at each result.
 
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 use std::{mem, ptr};
 
 use tulip_selectors::sys::cvt;
+
+use crate::Wait;
+
+/// The floors take only the two timeouts the benches use: block or poll.
+#[inline]
+fn blocks(timeout: Option<Duration>) -> bool {
+    match timeout {
+        None => true,
+        Some(d) if d.is_zero() => false,
+        Some(d) => panic!("the raw floors take no timeout but none or zero, not {d:?}"),
+    }
+}
 
 /// `epoll_create1` + `epoll_ctl` + `epoll_wait`, level-triggered, the fd kept
 /// in the event's data.
@@ -39,6 +52,13 @@ impl RawEpoll {
         let mut event = libc::epoll_event { events, u64: fd as u64 };
         // SAFETY: `event` is a valid epoll_event for the duration of the call.
         cvt(unsafe { libc::epoll_ctl(self.epoll_fd.as_raw_fd(), op, fd, &mut event) }).expect("epoll_ctl");
+    }
+
+    /// A new epoll fd watching every fd of `fds` for `EPOLLIN`.
+    pub fn readers(fds: &[RawFd]) -> RawEpoll {
+        let epoll = RawEpoll::new(fds.len());
+        fds.iter().for_each(|&fd| epoll.add(fd, libc::EPOLLIN));
+        epoll
     }
 
     /// `EPOLL_CTL_ADD` for `events` (`EPOLLIN`, `EPOLLOUT`, …).
@@ -165,6 +185,33 @@ impl RawSelect {
             fd += 1;
         }
         count
+    }
+}
+
+impl Wait for RawEpoll {
+    #[inline]
+    fn wait_ready(&mut self, timeout: Option<Duration>) -> usize {
+        let mut sum = 0;
+        self.wait(if blocks(timeout) { -1 } else { 0 }, |fd| sum += fd as usize);
+        sum
+    }
+}
+
+impl Wait for RawPoll {
+    #[inline]
+    fn wait_ready(&mut self, timeout: Option<Duration>) -> usize {
+        let mut sum = 0;
+        self.wait(if blocks(timeout) { -1 } else { 0 }, |fd| sum += fd as usize);
+        sum
+    }
+}
+
+impl Wait for RawSelect {
+    #[inline]
+    fn wait_ready(&mut self, timeout: Option<Duration>) -> usize {
+        let mut sum = 0;
+        self.wait(!blocks(timeout), |fd| sum += fd as usize);
+        sum
     }
 }
 

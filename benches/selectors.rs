@@ -26,15 +26,18 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use mio::unix::SourceFd;
 use tulip_benches::raw::{RawEpoll, RawPoll, RawSelect};
-use tulip_benches::{idle_fds, raise_fd_limit, read_byte, socketpair, write_byte, OneReady};
-use tulip_selectors::{EpollSelector, Events, PollSelector, SelectSelector, Selector};
+use tulip_benches::{
+    idle_fds, idle_step, modify_step, one_ready_step, ping_pong_step, raise_fd_limit, raw_modify_step,
+    raw_register_unregister_step, register_unregister_step, socketpair, OneReady, Tulip, Wait,
+};
+use tulip_selectors::{EpollSelector, PollSelector, SelectSelector, Selector};
 
 /// Registered fds for the O(N) picture.
 const SIZES: [usize; 5] = [1, 10, 100, 1_000, 10_000];
 /// Registered fds for the idle zero-timeout select.
 const IDLE_SIZES: [usize; 2] = [1, 1_000];
 
-/// Short runs: ~40 benchmarks must finish in a few minutes on 2 shared cores.
+/// Short runs: ~70 benchmarks must finish in a few minutes on 2 shared cores.
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>, elements: u64) {
     group
         .sample_size(20)
@@ -61,179 +64,120 @@ fn bench(
     group.bench_function(id, |b| b.iter(&mut step));
 }
 
-fn fits_fd_set(max_fd: RawFd) -> bool {
-    max_fd < libc::FD_SETSIZE as RawFd
+fn fits_fd_set(fds: &[RawFd]) -> bool {
+    fds.iter().all(|&fd| fd < libc::FD_SETSIZE as RawFd)
 }
 
-fn tulip_with<S: Selector<usize>>(mut selector: S, fds: &[RawFd]) -> S {
-    for &fd in fds {
-        selector.register(fd, Events::READ, fd as usize).expect("register");
+/// `mio::Poll` (edge-triggered, as mio always is) with an events buffer
+/// as large as the registration count, like tulip's.
+struct Mio {
+    poll: mio::Poll,
+    events: mio::Events,
+}
+
+impl Mio {
+    fn readers(fds: &[RawFd]) -> Mio {
+        let poll = mio::Poll::new().expect("mio::Poll::new");
+        for &fd in fds {
+            let token = mio::Token(fd as usize);
+            poll.registry()
+                .register(&mut SourceFd(&fd), token, mio::Interest::READABLE)
+                .expect("mio register");
+        }
+        Mio { poll, events: mio::Events::with_capacity(fds.len().max(1)) }
     }
-    selector
 }
 
-/// One `select` through tulip, summing the ready fds (carried in `data`).
-#[inline]
-fn tulip_select<S: Selector<usize>>(selector: &mut S, timeout: Option<Duration>) -> usize {
-    selector.select(timeout).expect("select").map(|(key, _events)| key.data).sum()
-}
-
-fn mio_with(fds: &[RawFd]) -> (mio::Poll, mio::Events) {
-    let poll = mio::Poll::new().expect("mio::Poll::new");
-    for &fd in fds {
-        let token = mio::Token(fd as usize);
-        poll.registry().register(&mut SourceFd(&fd), token, mio::Interest::READABLE).expect("mio register");
+impl Wait for Mio {
+    #[inline]
+    fn wait_ready(&mut self, timeout: Option<Duration>) -> usize {
+        self.poll.poll(&mut self.events, timeout).expect("mio poll");
+        self.events.iter().map(|event| event.token().0).sum()
     }
-    (poll, mio::Events::with_capacity(fds.len().max(1)))
 }
 
-#[inline]
-fn mio_select(poll: &mut mio::Poll, events: &mut mio::Events, timeout: Option<Duration>) -> usize {
-    poll.poll(events, timeout).expect("mio poll");
-    events.iter().map(|event| event.token().0).sum()
+/// `polling::Poller` in level-triggered mode (its default is oneshot).
+struct Polling {
+    poller: polling::Poller,
+    events: polling::Events,
 }
 
-fn polling_with(fds: &[RawFd]) -> (polling::Poller, polling::Events) {
-    let poller = polling::Poller::new().expect("Poller::new");
-    for &fd in fds {
-        let interest = polling::Event::readable(fd as usize);
-        // SAFETY: `fd` stays open until the poller is dropped (the fixture
-        // outlives every bench that uses it).
-        unsafe { poller.add_with_mode(fd, interest, polling::PollMode::Level) }.expect("polling add");
+impl Polling {
+    fn readers(fds: &[RawFd]) -> Polling {
+        let poller = polling::Poller::new().expect("Poller::new");
+        for &fd in fds {
+            let interest = polling::Event::readable(fd as usize);
+            // SAFETY: every fd stays open until the poller is dropped (the
+            // fixture outlives every bench that uses it).
+            unsafe { poller.add_with_mode(fd, interest, polling::PollMode::Level) }.expect("polling add");
+        }
+        let capacity = NonZeroUsize::new(fds.len().max(1)).expect("non-zero");
+        Polling { poller, events: polling::Events::with_capacity(capacity) }
     }
-    let capacity = NonZeroUsize::new(fds.len().max(1)).expect("non-zero");
-    (poller, polling::Events::with_capacity(capacity))
 }
 
-#[inline]
-fn polling_select(
-    poller: &polling::Poller,
-    events: &mut polling::Events,
-    timeout: Option<Duration>,
-) -> usize {
-    events.clear();
-    poller.wait(events, timeout).expect("polling wait");
-    events.iter().map(|event| event.key).sum()
+impl Wait for Polling {
+    #[inline]
+    fn wait_ready(&mut self, timeout: Option<Duration>) -> usize {
+        self.events.clear();
+        self.poller.wait(&mut self.events, timeout).expect("polling wait");
+        self.events.iter().map(|event| event.key).sum()
+    }
 }
 
 /// Write a byte, select, read it: one ready fd among `n` registered.
 fn ready_one_of_n(c: &mut Criterion) {
+    // Takes the waiter by value so it (and its kernel state) is dropped
+    // before the next one is built.
+    fn run(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, fixture: &OneReady, mut waiter: impl Wait) {
+        let (w, r) = (fixture.writer.as_raw_fd(), fixture.reader.as_raw_fd());
+        let n = fixture.registered().len();
+        bench(group, name, Some(n), r as usize, || one_ready_step(&mut waiter, w, r));
+    }
+
     let mut group = c.benchmark_group("ready_1_of_n");
     configure(&mut group, 1);
     for n in SIZES {
         let fixture = OneReady::new(n);
         let fds = fixture.registered();
-        let (w, r) = (fixture.writer.as_raw_fd(), fixture.reader.as_raw_fd());
-        let expected = r as usize;
-
-        let mut raw = RawEpoll::new(n);
-        fds.iter().for_each(|&fd| raw.add(fd, libc::EPOLLIN));
-        bench(&mut group, "raw-epoll", Some(n), expected, || {
-            write_byte(w);
-            let mut sum = 0;
-            raw.wait(-1, |fd| sum += fd as usize);
-            read_byte(r);
-            sum
-        });
-        drop(raw);
-
-        let mut selector = tulip_with(EpollSelector::new().expect("epoll"), &fds);
-        bench(&mut group, "tulip-epoll", Some(n), expected, || {
-            write_byte(w);
-            let sum = tulip_select(&mut selector, None);
-            read_byte(r);
-            sum
-        });
-        drop(selector);
-
-        let mut raw = RawPoll::readers(&fds);
-        bench(&mut group, "raw-poll", Some(n), expected, || {
-            write_byte(w);
-            let mut sum = 0;
-            raw.wait(-1, |fd| sum += fd as usize);
-            read_byte(r);
-            sum
-        });
-
-        let mut selector = tulip_with(PollSelector::new().expect("poll"), &fds);
-        bench(&mut group, "tulip-poll", Some(n), expected, || {
-            write_byte(w);
-            let sum = tulip_select(&mut selector, None);
-            read_byte(r);
-            sum
-        });
-        drop(selector);
-
-        if fits_fd_set(fixture.max_fd()) {
-            let mut raw = RawSelect::readers(&fds);
-            bench(&mut group, "raw-select", Some(n), expected, || {
-                write_byte(w);
-                let mut sum = 0;
-                raw.wait(false, |fd| sum += fd as usize);
-                read_byte(r);
-                sum
-            });
-
-            let mut selector = tulip_with(SelectSelector::new().expect("select"), &fds);
-            bench(&mut group, "tulip-select", Some(n), expected, || {
-                write_byte(w);
-                let sum = tulip_select(&mut selector, None);
-                read_byte(r);
-                sum
-            });
+        let group = &mut group;
+        run(group, "raw-epoll", &fixture, RawEpoll::readers(&fds));
+        run(group, "tulip-epoll", &fixture, Tulip::readers(EpollSelector::new().expect("epoll"), &fds));
+        run(group, "raw-poll", &fixture, RawPoll::readers(&fds));
+        run(group, "tulip-poll", &fixture, Tulip::readers(PollSelector::new().expect("poll"), &fds));
+        if fits_fd_set(&fds) {
+            run(group, "raw-select", &fixture, RawSelect::readers(&fds));
+            let select = SelectSelector::new().expect("select");
+            run(group, "tulip-select", &fixture, Tulip::readers(select, &fds));
         }
-
-        let (mut poll, mut events) = mio_with(&fds);
-        bench(&mut group, "mio", Some(n), expected, || {
-            write_byte(w);
-            let sum = mio_select(&mut poll, &mut events, None);
-            read_byte(r);
-            sum
-        });
-        drop(poll);
-
-        let (poller, mut events) = polling_with(&fds);
-        bench(&mut group, "polling", Some(n), expected, || {
-            write_byte(w);
-            let sum = polling_select(&poller, &mut events, None);
-            read_byte(r);
-            sum
-        });
+        run(group, "mio", &fixture, Mio::readers(&fds));
+        run(group, "polling", &fixture, Polling::readers(&fds));
     }
     group.finish();
 }
 
 /// A zero-timeout select with `n` idle fds registered and none ready.
 fn idle_zero_timeout(c: &mut Criterion) {
+    fn run(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, n: usize, mut waiter: impl Wait) {
+        bench(group, name, Some(n), 0, || idle_step(&mut waiter));
+    }
+
     let mut group = c.benchmark_group("idle_zero_timeout");
     configure(&mut group, 1);
     for n in IDLE_SIZES {
         let owned = idle_fds(n);
         let fds: Vec<RawFd> = owned.iter().map(AsRawFd::as_raw_fd).collect();
-        let zero = Some(Duration::ZERO);
-
-        let mut raw = RawEpoll::new(n);
-        fds.iter().for_each(|&fd| raw.add(fd, libc::EPOLLIN));
-        bench(&mut group, "raw-epoll", Some(n), 0, || raw.wait(0, |_| {}));
-        let mut selector = tulip_with(EpollSelector::new().expect("epoll"), &fds);
-        bench(&mut group, "tulip-epoll", Some(n), 0, || tulip_select(&mut selector, zero));
-
-        let mut raw = RawPoll::readers(&fds);
-        bench(&mut group, "raw-poll", Some(n), 0, || raw.wait(0, |_| {}));
-        let mut selector = tulip_with(PollSelector::new().expect("poll"), &fds);
-        bench(&mut group, "tulip-poll", Some(n), 0, || tulip_select(&mut selector, zero));
-
-        if fits_fd_set(fds.iter().copied().max().unwrap_or(0)) {
-            let mut raw = RawSelect::readers(&fds);
-            bench(&mut group, "raw-select", Some(n), 0, || raw.wait(true, |_| {}));
-            let mut selector = tulip_with(SelectSelector::new().expect("select"), &fds);
-            bench(&mut group, "tulip-select", Some(n), 0, || tulip_select(&mut selector, zero));
+        let group = &mut group;
+        run(group, "raw-epoll", n, RawEpoll::readers(&fds));
+        run(group, "tulip-epoll", n, Tulip::readers(EpollSelector::new().expect("epoll"), &fds));
+        run(group, "raw-poll", n, RawPoll::readers(&fds));
+        run(group, "tulip-poll", n, Tulip::readers(PollSelector::new().expect("poll"), &fds));
+        if fits_fd_set(&fds) {
+            run(group, "raw-select", n, RawSelect::readers(&fds));
+            run(group, "tulip-select", n, Tulip::readers(SelectSelector::new().expect("select"), &fds));
         }
-
-        let (mut poll, mut events) = mio_with(&fds);
-        bench(&mut group, "mio", Some(n), 0, || mio_select(&mut poll, &mut events, zero));
-        let (poller, mut events) = polling_with(&fds);
-        bench(&mut group, "polling", Some(n), 0, || polling_select(&poller, &mut events, zero));
+        run(group, "mio", n, Mio::readers(&fds));
+        run(group, "polling", n, Polling::readers(&fds));
     }
     group.finish();
 }
@@ -241,46 +185,37 @@ fn idle_zero_timeout(c: &mut Criterion) {
 /// Register one socket and unregister it again: the bookkeeping plus, for
 /// epoll and the peers, two `epoll_ctl` calls.
 fn register_unregister(c: &mut Criterion) {
-    let mut group = c.benchmark_group("register_unregister");
-    configure(&mut group, 1);
-    let (_other, socket) = socketpair();
-    let fd = socket.as_raw_fd();
-    let expected = fd as usize;
-
-    let raw = RawEpoll::new(1);
-    bench(&mut group, "raw-epoll", None, expected, || {
-        raw.add(fd, libc::EPOLLIN);
-        raw.delete(fd);
-        fd as usize
-    });
-
     fn tulip<S: Selector<usize>>(
         group: &mut BenchmarkGroup<'_, WallTime>,
         name: &str,
         mut selector: S,
         fd: RawFd,
     ) {
-        bench(group, name, None, fd as usize, || {
-            selector.register(fd, Events::READ, fd as usize).expect("register");
-            selector.unregister(fd).expect("unregister").data
-        });
+        bench(group, name, None, fd as usize, || register_unregister_step(&mut selector, fd));
     }
+
+    let mut group = c.benchmark_group("register_unregister");
+    configure(&mut group, 1);
+    let (_other, socket) = socketpair();
+    let fd = socket.as_raw_fd();
+
+    let raw = RawEpoll::new(1);
+    bench(&mut group, "raw-epoll", None, fd as usize, || raw_register_unregister_step(&raw, fd));
     tulip(&mut group, "tulip-epoll", EpollSelector::new().expect("epoll"), fd);
     tulip(&mut group, "tulip-poll", PollSelector::new().expect("poll"), fd);
     tulip(&mut group, "tulip-select", SelectSelector::new().expect("select"), fd);
 
     let poll = mio::Poll::new().expect("mio::Poll::new");
-    bench(&mut group, "mio", None, expected, || {
+    bench(&mut group, "mio", None, fd as usize, || {
         let registry = poll.registry();
-        registry
-            .register(&mut SourceFd(&fd), mio::Token(fd as usize), mio::Interest::READABLE)
-            .expect("register");
+        let token = mio::Token(fd as usize);
+        registry.register(&mut SourceFd(&fd), token, mio::Interest::READABLE).expect("register");
         registry.deregister(&mut SourceFd(&fd)).expect("deregister");
         fd as usize
     });
 
     let poller = polling::Poller::new().expect("Poller::new");
-    bench(&mut group, "polling", None, expected, || {
+    bench(&mut group, "polling", None, fd as usize, || {
         let interest = polling::Event::readable(fd as usize);
         // SAFETY: `socket` stays open for the whole bench and is deleted below.
         unsafe { poller.add_with_mode(fd, interest, polling::PollMode::Level) }.expect("add");
@@ -292,47 +227,38 @@ fn register_unregister(c: &mut Criterion) {
 
 /// Switch one registered socket READ → WRITE → READ (two modifies per step).
 fn modify(c: &mut Criterion) {
-    let mut group = c.benchmark_group("modify");
-    configure(&mut group, 2);
-    let (_other, socket) = socketpair();
-    let fd = socket.as_raw_fd();
-    let expected = fd as usize;
-
-    let raw = RawEpoll::new(1);
-    raw.add(fd, libc::EPOLLIN);
-    bench(&mut group, "raw-epoll", None, expected, || {
-        raw.modify(fd, libc::EPOLLOUT);
-        raw.modify(fd, libc::EPOLLIN);
-        fd as usize
-    });
-
     fn tulip<S: Selector<usize>>(
         group: &mut BenchmarkGroup<'_, WallTime>,
         name: &str,
         selector: S,
         fd: RawFd,
     ) {
-        let mut selector = tulip_with(selector, &[fd]);
-        bench(group, name, None, fd as usize, || {
-            selector.modify(fd, Events::WRITE, fd as usize).expect("modify");
-            selector.modify(fd, Events::READ, fd as usize).expect("modify").data
-        });
+        let Tulip(mut selector) = Tulip::readers(selector, &[fd]);
+        bench(group, name, None, fd as usize, || modify_step(&mut selector, fd));
     }
+
+    let mut group = c.benchmark_group("modify");
+    configure(&mut group, 2);
+    let (_other, socket) = socketpair();
+    let fd = socket.as_raw_fd();
+
+    let raw = RawEpoll::readers(&[fd]);
+    bench(&mut group, "raw-epoll", None, fd as usize, || raw_modify_step(&raw, fd));
     tulip(&mut group, "tulip-epoll", EpollSelector::new().expect("epoll"), fd);
     tulip(&mut group, "tulip-poll", PollSelector::new().expect("poll"), fd);
     tulip(&mut group, "tulip-select", SelectSelector::new().expect("select"), fd);
 
-    let (poll, _events) = mio_with(&[fd]);
-    bench(&mut group, "mio", None, expected, || {
-        let (registry, token) = (poll.registry(), mio::Token(fd as usize));
+    let mio = Mio::readers(&[fd]);
+    bench(&mut group, "mio", None, fd as usize, || {
+        let (registry, token) = (mio.poll.registry(), mio::Token(fd as usize));
         registry.reregister(&mut SourceFd(&fd), token, mio::Interest::WRITABLE).expect("reregister");
         registry.reregister(&mut SourceFd(&fd), token, mio::Interest::READABLE).expect("reregister");
         fd as usize
     });
 
-    let (poller, _events) = polling_with(&[fd]);
-    bench(&mut group, "polling", None, expected, || {
-        let level = polling::PollMode::Level;
+    let polling = Polling::readers(&[fd]);
+    bench(&mut group, "polling", None, fd as usize, || {
+        let (poller, level) = (&polling.poller, polling::PollMode::Level);
         poller.modify_with_mode(&socket, polling::Event::writable(fd as usize), level).expect("modify");
         poller.modify_with_mode(&socket, polling::Event::readable(fd as usize), level).expect("modify");
         fd as usize
@@ -343,73 +269,29 @@ fn modify(c: &mut Criterion) {
 /// One round trip over a socketpair whose both ends are in one selector:
 /// write on A, select (B ready), read on B, write on B, select (A ready), read on A.
 fn ping_pong(c: &mut Criterion) {
+    fn run(
+        group: &mut BenchmarkGroup<'_, WallTime>,
+        name: &str,
+        (a, b): (RawFd, RawFd),
+        mut waiter: impl Wait,
+    ) {
+        bench(group, name, None, (a + b) as usize, || ping_pong_step(&mut waiter, a, b));
+    }
+
     let mut group = c.benchmark_group("ping_pong");
     configure(&mut group, 1);
     let (a, b) = socketpair();
-    let (a, b) = (a.as_raw_fd(), b.as_raw_fd());
-    let fds = [a, b];
-    let expected = (a + b) as usize;
-
-    // `wait` is one select returning the sum of the ready fds.
-    fn round_trip(a: RawFd, b: RawFd, mut wait: impl FnMut() -> usize) -> usize {
-        write_byte(a);
-        let first = wait();
-        read_byte(b);
-        write_byte(b);
-        let second = wait();
-        read_byte(a);
-        first + second
-    }
-
-    let mut raw = RawEpoll::new(2);
-    fds.iter().for_each(|&fd| raw.add(fd, libc::EPOLLIN));
-    bench(&mut group, "raw-epoll", None, expected, || {
-        round_trip(a, b, || {
-            let mut sum = 0;
-            raw.wait(-1, |fd| sum += fd as usize);
-            sum
-        })
-    });
-    let mut selector = tulip_with(EpollSelector::new().expect("epoll"), &fds);
-    bench(&mut group, "tulip-epoll", None, expected, || {
-        round_trip(a, b, || tulip_select(&mut selector, None))
-    });
-
-    let mut raw = RawPoll::readers(&fds);
-    bench(&mut group, "raw-poll", None, expected, || {
-        round_trip(a, b, || {
-            let mut sum = 0;
-            raw.wait(-1, |fd| sum += fd as usize);
-            sum
-        })
-    });
-    let mut selector = tulip_with(PollSelector::new().expect("poll"), &fds);
-    bench(&mut group, "tulip-poll", None, expected, || {
-        round_trip(a, b, || tulip_select(&mut selector, None))
-    });
-
-    let mut raw = RawSelect::readers(&fds);
-    bench(&mut group, "raw-select", None, expected, || {
-        round_trip(a, b, || {
-            let mut sum = 0;
-            raw.wait(false, |fd| sum += fd as usize);
-            sum
-        })
-    });
-    let mut selector = tulip_with(SelectSelector::new().expect("select"), &fds);
-    bench(&mut group, "tulip-select", None, expected, || {
-        round_trip(a, b, || tulip_select(&mut selector, None))
-    });
-
-    let (mut poll, mut events) = mio_with(&fds);
-    bench(&mut group, "mio", None, expected, || {
-        round_trip(a, b, || mio_select(&mut poll, &mut events, None))
-    });
-    let (poller, mut events) = polling_with(&fds);
-    bench(&mut group, "polling", None, expected, || {
-        round_trip(a, b, || polling_select(&poller, &mut events, None))
-    });
-    group.finish();
+    let ends = (a.as_raw_fd(), b.as_raw_fd());
+    let fds = [ends.0, ends.1];
+    let group = &mut group;
+    run(group, "raw-epoll", ends, RawEpoll::readers(&fds));
+    run(group, "tulip-epoll", ends, Tulip::readers(EpollSelector::new().expect("epoll"), &fds));
+    run(group, "raw-poll", ends, RawPoll::readers(&fds));
+    run(group, "tulip-poll", ends, Tulip::readers(PollSelector::new().expect("poll"), &fds));
+    run(group, "raw-select", ends, RawSelect::readers(&fds));
+    run(group, "tulip-select", ends, Tulip::readers(SelectSelector::new().expect("select"), &fds));
+    run(group, "mio", ends, Mio::readers(&fds));
+    run(group, "polling", ends, Polling::readers(&fds));
 }
 
 fn setup(c: &mut Criterion) {
