@@ -111,6 +111,11 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
 
     /// Waits once or more until something is ready or `timeout` has passed,
     /// filling `self.ready`.
+    ///
+    /// The first wait is the whole story almost always, so it is inline and
+    /// short; retrying after `EINTR` or an early wake lives in the cold
+    /// [`wait_again`](Self::wait_again).
+    #[inline]
     fn wait_until_ready(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         // Read the clock only when a non-zero timeout must be honoured exactly:
         // the common `None` and zero cases cost nothing beyond the syscall.
@@ -118,29 +123,24 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
             Some(d) if !d.is_zero() => Instant::now().checked_add(d),
             _ => None,
         };
-        let mut remaining = timeout;
+        match self.wait_once(timeout) {
+            // The kernel said something (even if it was all masked out):
+            // report it rather than spin on events nobody asked for.
+            Ok(reported) if reported > 0 => Ok(()),
+            Ok(_) if is_zero(timeout) => Ok(()),
+            Ok(_) => self.wait_again(timeout, deadline),
+            Err(err) if is_interrupted(&err) => self.wait_again(timeout, deadline),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Interrupted, or woke with nothing: waits again for what is left of
+    /// `timeout`, as long as it takes.
+    #[cold]
+    #[inline(never)]
+    fn wait_again(&mut self, timeout: Option<Duration>, deadline: Option<Instant>) -> io::Result<()> {
         loop {
-            let BaseSelector { registry, mechanism, ready } = self;
-            ready.reserve(registry.len());
-            let outcome = mechanism.wait(remaining, registry.len(), |fd, readiness| {
-                if let Some(key) = registry.get(fd) {
-                    let events = readiness.reported(key.events);
-                    if !events.is_empty() {
-                        ready.push((fd, events));
-                    }
-                }
-            });
-            match outcome {
-                // The kernel said something (even if it was all masked out):
-                // report it rather than spin on events nobody asked for.
-                Ok(reported) if reported > 0 => return Ok(()),
-                Ok(_) if remaining == Some(Duration::ZERO) => return Ok(()),
-                Ok(_) => {}
-                Err(err) if is_interrupted(&err) => {}
-                Err(err) => return Err(err),
-            }
-            // Interrupted, or woke with nothing: wait again for what is left.
-            remaining = match (timeout, deadline) {
+            let remaining = match (timeout, deadline) {
                 (None, _) => None,
                 (Some(d), _) if d.is_zero() => Some(Duration::ZERO),
                 (Some(_), Some(deadline)) => match deadline.checked_duration_since(Instant::now()) {
@@ -150,29 +150,67 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
                 // So far in the future that `Instant` cannot hold it: wait on.
                 (Some(d), None) => Some(d),
             };
+            match self.wait_once(remaining) {
+                Ok(reported) if reported > 0 => return Ok(()),
+                Ok(_) if is_zero(remaining) => return Ok(()),
+                Ok(_) => {}
+                Err(err) if is_interrupted(&err) => {}
+                Err(err) => return Err(err),
+            }
         }
+    }
+
+    /// One kernel wait, pushing each reported fd that has a key, with its
+    /// events masked by the key's, onto `self.ready`. Returns how many fds
+    /// the kernel reported.
+    #[inline]
+    fn wait_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        let BaseSelector { registry, mechanism, ready } = self;
+        ready.reserve(registry.len());
+        mechanism.wait(timeout, registry.len(), |fd, readiness| {
+            if let Some(key) = registry.get(fd) {
+                let events = readiness.reported(key.events);
+                if !events.is_empty() {
+                    ready.push((fd, events));
+                }
+            }
+        })
     }
 }
 
+#[inline]
+fn is_zero(timeout: Option<Duration>) -> bool {
+    matches!(timeout, Some(d) if d.is_zero())
+}
+
+#[cold]
+#[inline(never)]
 fn invalid_input(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message)
 }
 
+#[cold]
+#[inline(never)]
 fn not_registered(fd: RawFd) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("fd {fd} is not registered"))
 }
 
+#[cold]
+#[inline(never)]
+fn invalid_events(fd: RawFd, events: Events) -> io::Error {
+    invalid_input(format!("invalid events {:#x} for fd {fd}: expected READ, WRITE or both", events.bits()))
+}
+
+#[inline]
 fn check_events(fd: RawFd, events: Events) -> io::Result<()> {
-    if events.is_empty() || !Events::all().contains(events) {
-        return Err(invalid_input(format!(
-            "invalid events {:#x} for fd {fd}: expected READ, WRITE or both",
-            events.bits()
-        )));
+    if events.is_empty() || events.bits() & !Events::all().bits() != 0 {
+        return Err(invalid_events(fd, events));
     }
     Ok(())
 }
 
 impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
+    #[inline]
     fn register(&mut self, fd: RawFd, events: Events, data: T) -> io::Result<&SelectorKey<T>> {
         if fd < 0 {
             return Err(invalid_input(format!("invalid file descriptor {fd}")));
@@ -189,6 +227,7 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
         Ok(self.registry.insert(SelectorKey { fd, events, data }))
     }
 
+    #[inline]
     fn unregister(&mut self, fd: RawFd) -> io::Result<SelectorKey<T>> {
         let key = self.registry.remove(fd).ok_or_else(|| not_registered(fd))?;
         // The fd may already be closed (EBADF) or closed and reused (ENOENT):
@@ -197,6 +236,7 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
         Ok(key)
     }
 
+    #[inline]
     fn modify(&mut self, fd: RawFd, events: Events, data: T) -> io::Result<&SelectorKey<T>> {
         let old = self.registry.get(fd).ok_or_else(|| not_registered(fd))?.events;
         check_events(fd, events)?;
@@ -215,6 +255,7 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
         Ok(key)
     }
 
+    #[inline]
     fn select(&mut self, timeout: Option<Duration>) -> io::Result<Selected<'_, T>> {
         self.ready.clear();
         self.wait_until_ready(timeout)?;
@@ -266,7 +307,8 @@ impl<'a, T> Iterator for Selected<'a, T> {
     fn next(&mut self) -> Option<Self::Item> {
         // Every fd in `ready` had a key when it was pushed, and the registry
         // cannot change while this borrow lives, so the lookup always succeeds.
-        self.ready.find_map(|&(fd, events)| Some((self.registry.get(fd)?, events)))
+        let &(fd, events) = self.ready.next()?;
+        self.registry.get(fd).map(|key| (key, events))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

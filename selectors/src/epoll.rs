@@ -40,6 +40,7 @@ fn readiness(bits: u32) -> Readiness {
 }
 
 impl Epoll {
+    #[inline]
     fn control(&self, op: libc::c_int, fd: RawFd, events: Events) -> io::Result<()> {
         // The fd travels in the event's data so `wait` can find its key.
         let mut event = libc::epoll_event { events: interest(events), u64: fd as u64 };
@@ -61,18 +62,22 @@ impl Mechanism for Epoll {
         Ok(Epoll { epoll_fd, buffer: Vec::new() })
     }
 
+    #[inline]
     fn add(&mut self, fd: RawFd, events: Events) -> io::Result<()> {
         self.control(libc::EPOLL_CTL_ADD, fd, events)
     }
 
+    #[inline]
     fn modify(&mut self, fd: RawFd, _old: Events, new: Events) -> io::Result<()> {
         self.control(libc::EPOLL_CTL_MOD, fd, new)
     }
 
+    #[inline]
     fn remove(&mut self, fd: RawFd, events: Events) -> io::Result<()> {
         self.control(libc::EPOLL_CTL_DEL, fd, events)
     }
 
+    #[inline]
     fn wait<F: FnMut(RawFd, Readiness)>(
         &mut self,
         timeout: Option<Duration>,

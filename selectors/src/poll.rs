@@ -77,6 +77,7 @@ impl Mechanism for Poll {
         Ok(())
     }
 
+    #[inline]
     fn wait<F: FnMut(RawFd, Readiness)>(
         &mut self,
         timeout: Option<Duration>,

@@ -50,6 +50,7 @@ impl<T> Registry<T> {
         }
     }
 
+    #[inline]
     pub(crate) fn get_mut(&mut self, fd: RawFd) -> Option<&mut SelectorKey<T>> {
         match Self::dense_index(fd) {
             Some(i) => self.dense.get_mut(i).and_then(Option::as_mut),
@@ -58,7 +59,24 @@ impl<T> Registry<T> {
     }
 
     /// Stores `key`, which the caller has checked is not yet registered.
+    ///
+    /// The common case (a small fd whose slot already exists) is kept small
+    /// enough to inline into `register`; growing the table and the hash map
+    /// live out of line.
+    #[inline]
     pub(crate) fn insert(&mut self, key: SelectorKey<T>) -> &SelectorKey<T> {
+        match Self::dense_index(key.fd) {
+            Some(i) if i < self.dense.len() => {
+                self.len += 1;
+                self.dense[i].insert(key)
+            }
+            _ => self.insert_slow(key),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert_slow(&mut self, key: SelectorKey<T>) -> &SelectorKey<T> {
         self.len += 1;
         let fd = key.fd;
         match Self::dense_index(fd) {
@@ -79,6 +97,7 @@ impl<T> Registry<T> {
         }
     }
 
+    #[inline]
     pub(crate) fn remove(&mut self, fd: RawFd) -> Option<SelectorKey<T>> {
         let removed = match Self::dense_index(fd) {
             Some(i) => self.dense.get_mut(i).and_then(Option::take),

@@ -26,9 +26,15 @@ pub fn as_millis_rounded_up(timeout: Option<Duration>) -> c_int {
     match timeout {
         None => -1,
         Some(d) => {
-            let whole = d.as_millis();
-            let rounded = if d.subsec_nanos() % 1_000_000 != 0 { whole + 1 } else { whole };
-            c_int::try_from(rounded).unwrap_or(c_int::MAX)
+            // In u64, not `as_millis`'s u128: this runs on every `select`.
+            // Beyond c_int::MAX ms (~24.8 days) the answer is clamped anyway.
+            const MAX_SECS: u64 = c_int::MAX as u64 / 1000;
+            let seconds = d.as_secs();
+            if seconds > MAX_SECS {
+                return c_int::MAX;
+            }
+            let millis = seconds * 1000 + u64::from(d.subsec_nanos().div_ceil(1_000_000));
+            c_int::try_from(millis).unwrap_or(c_int::MAX)
         }
     }
 }
@@ -51,6 +57,11 @@ mod tests {
         assert_eq!(as_millis_rounded_up(Some(Duration::from_millis(5))), 5);
         assert_eq!(as_millis_rounded_up(Some(Duration::from_micros(5_001))), 6);
         assert_eq!(as_millis_rounded_up(Some(Duration::from_secs(1))), 1000);
+        assert_eq!(as_millis_rounded_up(Some(Duration::new(1, 999_999_999))), 2000);
+        assert_eq!(as_millis_rounded_up(Some(Duration::new(2_147_483, 647_000_000))), c_int::MAX);
+        assert_eq!(as_millis_rounded_up(Some(Duration::new(2_147_483, 647_000_001))), c_int::MAX);
+        assert_eq!(as_millis_rounded_up(Some(Duration::new(2_147_483, 646_000_001))), c_int::MAX);
+        assert_eq!(as_millis_rounded_up(Some(Duration::new(2_147_483, 646_000_000))), c_int::MAX - 1);
     }
 
     #[test]
