@@ -31,6 +31,9 @@
 //! [`DefaultSelector`] is the best one for the target; [`Backend::open`]
 //! picks one at run time.
 
+// Every unsafe block holds one operation and says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+
 #[cfg(not(unix))]
 compile_error!(
     "tulip-selectors supports Unix only (select, poll, epoll on Linux/Android, kqueue on macOS/iOS/BSD)"
