@@ -3,6 +3,8 @@
 //! `Backend::open`: a generic walk through the API, `close`, the kernel
 //! handle's flags and lifetime, and boxing a concrete type as `dyn Selector`.
 
+#![warn(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+
 mod common;
 
 use std::io::Write;

@@ -8,6 +8,8 @@
 //! Everything goes through `Box<dyn Selector<String>>` from [`Backend::open`];
 //! `concrete.rs` exercises the concrete types.
 
+#![warn(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+
 mod common;
 
 use std::io::{Read, Write};
@@ -210,12 +212,11 @@ fn unregister_after_close_and_reuse(backend: Backend) {
     let (new, mut new_peer) = pair();
     let number = old.into_raw_fd();
     sel.register(number, READ, data("old")).unwrap();
-    // SAFETY: `number` is ours (into_raw_fd); dup2 closes the old socket on it
-    // and puts a duplicate of `new` there, which `reused` then owns.
-    let reused = unsafe {
-        cvt(libc::dup2(fd(&new), number)).expect("dup2");
-        UnixStream::from_raw_fd(number)
-    };
+    // SAFETY: `number` is ours (into_raw_fd): dup2 closes the old socket on it
+    // and puts a duplicate of `new` there in one step, touching no memory.
+    cvt(unsafe { libc::dup2(fd(&new), number) }).expect("dup2");
+    // SAFETY: the duplicate on `number` is owned by nothing else.
+    let reused = unsafe { UnixStream::from_raw_fd(number) };
     drop(old_peer);
 
     let key = sel.unregister(number).expect("unregister after close and reuse");

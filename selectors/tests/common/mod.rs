@@ -12,6 +12,7 @@
 //! - [`SignalHandler`]: signal dispositions, serialised and restored.
 
 #![allow(dead_code)] // each test binary uses its own subset
+#![warn(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
 
 use std::io::{self, Read, Write};
 use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -160,14 +161,14 @@ pub fn is_cloexec(fd: RawFd) -> bool {
 /// old number. Panics with the reason if the fd limit does not allow it.
 pub fn move_to<S: IntoRawFd + FromRawFd>(stream: S, min: RawFd) -> S {
     raise_fd_limit();
-    // SAFETY: the stream owns its fd, so it is open; `from_raw_fd` below takes
-    // ownership of the fresh duplicate, and the old fd is owned by `old`.
-    unsafe {
-        let old = OwnedFd::from_raw_fd(stream.into_raw_fd());
-        let moved = cvt(libc::fcntl(old.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min))
-            .unwrap_or_else(|e| panic!("cannot move an fd to {min} or above: {e}"));
-        S::from_raw_fd(moved)
-    }
+    // SAFETY: `into_raw_fd` hands us the stream's open fd; `old` now owns it
+    // and closes it at the end of this function.
+    let old = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
+    // SAFETY: F_DUPFD_CLOEXEC on an open fd creates a new one and touches no memory.
+    let moved = cvt(unsafe { libc::fcntl(old.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })
+        .unwrap_or_else(|e| panic!("cannot move an fd to {min} or above: {e}"));
+    // SAFETY: `moved` was just created and nothing else owns it.
+    unsafe { S::from_raw_fd(moved) }
 }
 
 /// A socketpair whose first end sits at a number at or above [`HIGH_BASE`]:
