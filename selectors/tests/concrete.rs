@@ -152,12 +152,14 @@ mod epoll {
 
 #[test]
 fn select_and_poll_close_is_ok() {
+    let _shared = shared();
     assert!(SelectSelector::<()>::new().unwrap().close().is_ok());
     assert!(PollSelector::<()>::new().unwrap().close().is_ok());
 }
 
 #[test]
 fn debug_output_names_the_backend() {
+    let _shared = shared();
     let sel = PollSelector::<String>::new().unwrap();
     let text = format!("{sel:?}");
     assert!(text.contains("Poll"), "{text}");

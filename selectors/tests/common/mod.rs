@@ -184,10 +184,20 @@ pub fn raise_fd_limit() -> libc::rlim_t {
     RAISE.call_once(|| {
         let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: `limit` is a valid rlimit for the kernel to fill in.
-        if cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }).is_ok() {
-            limit.rlim_cur = limit.rlim_max;
-            // SAFETY: `limit` is a valid rlimit; raising the soft limit up to the hard one is allowed.
-            let _ = cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) });
+        if cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }).is_err() {
+            return;
+        }
+        // The hard limit first; if the system refuses it (macOS refuses an
+        // unlimited one), 65536, then 10240 (macOS's OPEN_MAX).
+        for wanted in [limit.rlim_max, 65536, 10240] {
+            if wanted <= limit.rlim_cur || wanted > limit.rlim_max {
+                continue;
+            }
+            let raised = libc::rlimit { rlim_cur: wanted, rlim_max: limit.rlim_max };
+            // SAFETY: `raised` is a valid rlimit; a soft limit up to the hard one is allowed.
+            if cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) }).is_ok() {
+                return;
+            }
         }
     });
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
