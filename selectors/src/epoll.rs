@@ -1,4 +1,11 @@
 //! `epoll(7)`: the kernel keeps the interest list, so `select` costs O(ready).
+//!
+//! epoll watches the open *file*, not the fd number, and drops a watch only
+//! when the file's last fd closes. So unregister before closing: if an fd is
+//! closed while registered and its file stays open elsewhere (a `dup`, a
+//! child process), `EPOLL_CTL_DEL` can no longer name it, the kernel keeps
+//! reporting it under the old number, `select` wakes early with nothing for
+//! it, and a new fd given that number can be reported ready on its behalf.
 
 use std::fmt;
 use std::io;

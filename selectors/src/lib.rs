@@ -31,6 +31,9 @@
 //! [`DefaultSelector`] is the best one for the target; [`Backend::open`]
 //! picks one at run time.
 
+// Every unsafe block holds one operation and says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+
 #[cfg(not(unix))]
 compile_error!(
     "tulip-selectors supports Unix only (select, poll, epoll on Linux/Android, kqueue on macOS/iOS/BSD)"
@@ -79,3 +82,9 @@ pub use selector::Selector;
 pub type SelectSelector<T> = BaseSelector<T, select::Select>;
 /// A selector over `poll(2)`: O(registered fds) per call.
 pub type PollSelector<T> = BaseSelector<T, poll::Poll>;
+
+/// Compiles and runs every Rust block of the workspace README as a doctest,
+/// so the tour there cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -74,21 +74,21 @@ fn as_timeval(timeout: Duration) -> libc::timeval {
 
 impl Select {
     fn set(&mut self, fd: RawFd, events: Events) {
-        // SAFETY (both calls): the sets are valid and check_fd kept fd < FD_SETSIZE.
         if events.contains(Events::READ) {
+            // SAFETY: the set is valid and check_fd kept 0 <= fd < FD_SETSIZE.
             unsafe { libc::FD_SET(fd, &mut self.readers) };
         }
         if events.contains(Events::WRITE) {
+            // SAFETY: as above.
             unsafe { libc::FD_SET(fd, &mut self.writers) };
         }
     }
 
     fn clear(&mut self, fd: RawFd) {
-        // SAFETY: the sets are valid and check_fd kept fd < FD_SETSIZE.
-        unsafe {
-            libc::FD_CLR(fd, &mut self.readers);
-            libc::FD_CLR(fd, &mut self.writers);
-        }
+        // SAFETY: the set is valid and check_fd kept 0 <= fd < FD_SETSIZE.
+        unsafe { libc::FD_CLR(fd, &mut self.readers) };
+        // SAFETY: as above.
+        unsafe { libc::FD_CLR(fd, &mut self.writers) };
     }
 }
 

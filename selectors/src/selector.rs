@@ -44,7 +44,10 @@ pub trait Selector<T> {
     /// Stops watching `fd` and returns its key.
     ///
     /// An fd that was closed (or even reused) before being unregistered is still
-    /// removed: the kernel's complaint is ignored, as in CPython.
+    /// removed: the kernel's complaint is ignored, as in CPython. Still,
+    /// unregister *before* closing: epoll watches the open file, and if the
+    /// file outlives the fd (a `dup`, a child process) nothing can remove that
+    /// watch any more (see the `epoll` module).
     ///
     /// # Errors
     ///

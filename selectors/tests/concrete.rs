@@ -3,6 +3,8 @@
 //! `Backend::open`: a generic walk through the API, `close`, the kernel
 //! handle's flags and lifetime, and boxing a concrete type as `dyn Selector`.
 
+#![warn(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+
 mod common;
 
 use std::io::Write;
@@ -150,12 +152,14 @@ mod epoll {
 
 #[test]
 fn select_and_poll_close_is_ok() {
+    let _shared = shared();
     assert!(SelectSelector::<()>::new().unwrap().close().is_ok());
     assert!(PollSelector::<()>::new().unwrap().close().is_ok());
 }
 
 #[test]
 fn debug_output_names_the_backend() {
+    let _shared = shared();
     let sel = PollSelector::<String>::new().unwrap();
     let text = format!("{sel:?}");
     assert!(text.contains("Poll"), "{text}");

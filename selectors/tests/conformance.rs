@@ -8,6 +8,8 @@
 //! Everything goes through `Box<dyn Selector<String>>` from [`Backend::open`];
 //! `concrete.rs` exercises the concrete types.
 
+#![warn(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+
 mod common;
 
 use std::io::{Read, Write};
@@ -210,12 +212,11 @@ fn unregister_after_close_and_reuse(backend: Backend) {
     let (new, mut new_peer) = pair();
     let number = old.into_raw_fd();
     sel.register(number, READ, data("old")).unwrap();
-    // SAFETY: `number` is ours (into_raw_fd); dup2 closes the old socket on it
-    // and puts a duplicate of `new` there, which `reused` then owns.
-    let reused = unsafe {
-        cvt(libc::dup2(fd(&new), number)).expect("dup2");
-        UnixStream::from_raw_fd(number)
-    };
+    // SAFETY: `number` is ours (into_raw_fd): dup2 closes the old socket on it
+    // and puts a duplicate of `new` there in one step, touching no memory.
+    cvt(unsafe { libc::dup2(fd(&new), number) }).expect("dup2");
+    // SAFETY: the duplicate on `number` is owned by nothing else.
+    let reused = unsafe { UnixStream::from_raw_fd(number) };
     drop(old_peer);
 
     let key = sel.unregister(number).expect("unregister after close and reuse");
@@ -546,6 +547,27 @@ fn unregistered_events_are_masked(backend: Backend) {
     assert_eq!(entries, expected);
 }
 
+/// Events dropped by `modify` are no longer watched by the kernel either: a
+/// stale interest would wake `select` early even though it is masked out.
+fn modify_stops_watching_dropped_events(backend: Backend) {
+    let _shared = shared();
+    let mut sel = open(backend);
+    let (a, _b) = pair();
+    let a = fd(&a);
+    sel.register(a, BOTH, data("both")).unwrap();
+    assert_eq!(ready(&mut *sel, Some(BOUND)), [(a, WRITE, data("both"))]);
+    sel.modify(a, READ, data("read only")).unwrap();
+    let d = Duration::from_millis(40);
+    let (entries, elapsed) = timed(|| ready(&mut *sel, Some(d)));
+    assert!(entries.is_empty(), "{entries:?}");
+    assert!(elapsed >= d, "woke after {elapsed:?}: WRITE is still watched");
+
+    sel.modify(a, WRITE, data("write")).unwrap();
+    sel.modify(a, READ, data("read again")).unwrap();
+    let (entries, elapsed) = timed(|| ready(&mut *sel, Some(d)));
+    assert!(entries.is_empty() && elapsed >= d, "{entries:?} after {elapsed:?}");
+}
+
 fn closed_peer_is_readable(backend: Backend) {
     let _shared = shared();
     let mut sel = open(backend);
@@ -662,15 +684,16 @@ fn each_reader_wakes_for_its_own_writer(backend: Backend) {
 /// buffers grow with the registration count). select is limited to fds below
 /// `FD_SETSIZE` and registers only those.
 fn thousands_of_fds_in_one_select(backend: Backend) {
-    const FDS: usize = 4096;
+    // select needs only enough fds to fill its FD_SETSIZE range.
+    let fds = if backend == Backend::Select { libc::FD_SETSIZE + 64 } else { 4096 };
     let _exclusive = exclusive();
     let limit = raise_fd_limit();
-    if limit < (FDS + 512) as libc::rlim_t {
-        println!("skipped: RLIMIT_NOFILE is {limit}, {FDS} fds and some room are needed");
+    if limit < (fds + 512) as libc::rlim_t {
+        println!("skipped: RLIMIT_NOFILE is {limit}, {fds} fds and some room are needed");
         return;
     }
     let mut sel = open(backend);
-    let pairs: Vec<_> = (0..FDS / 2).map(|_| pair()).collect();
+    let pairs: Vec<_> = (0..fds / 2).map(|_| pair()).collect();
     let mut registered = Vec::new();
     for (a, b) in &pairs {
         (&*a).write_all(b"a").unwrap();
@@ -682,7 +705,7 @@ fn thousands_of_fds_in_one_select(backend: Backend) {
             }
         }
     }
-    let minimum = if backend == Backend::Select { 512 } else { FDS };
+    let minimum = if backend == Backend::Select { 512 } else { fds };
     assert!(registered.len() >= minimum, "only {} fds registered", registered.len());
     assert_eq!(sel.len(), registered.len());
 
@@ -699,6 +722,62 @@ fn thousands_of_fds_in_one_select(backend: Backend) {
     registered.sort_unstable();
     assert_eq!(seen.len(), registered.len(), "one select must return every ready fd");
     assert_eq!(seen, registered);
+}
+
+/// A long pseudo-random run of register/modify/unregister, checked after every
+/// step against a model of what must be registered and reported: the kernel's
+/// view (pollfd array, fd_sets and highest fd, epoll or kqueue interest list)
+/// and the keys must never drift apart.
+fn random_operations_match_a_model(backend: Backend) {
+    let _shared = shared();
+    let mut sel = open(backend);
+    const PAIRS: usize = 16;
+    let pairs: Vec<_> = (0..PAIRS).map(|_| pair()).collect();
+    // Every `a` is writable; the even ones are readable too.
+    for (_, b) in pairs.iter().step_by(2) {
+        (&*b).write_all(b"r").unwrap();
+    }
+    let possible = |i: usize| if i % 2 == 0 { BOTH } else { WRITE };
+    let mut model: Vec<Option<(Events, String)>> = vec![None; PAIRS];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |bound: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % bound
+    };
+    for step in 0..300 {
+        let i = next(PAIRS as u64) as usize;
+        let a = fd(&pairs[i].0);
+        let events = Events::from_bits_retain(next(3) as u8 + 1);
+        let label = format!("pair {i}, step {step}");
+        match (&model[i], next(3)) {
+            (None, _) => {
+                sel.register(a, events, label.clone()).unwrap();
+                model[i] = Some((events, label));
+            }
+            (Some(_), 0) => {
+                let key = sel.unregister(a).unwrap();
+                assert_eq!(Some((key.events, key.data)), model[i].take());
+            }
+            (Some(_), _) => {
+                sel.modify(a, events, label.clone()).unwrap();
+                model[i] = Some((events, label));
+            }
+        }
+        let mut expected: Vec<_> = model
+            .iter()
+            .enumerate()
+            .filter_map(|(i, entry)| {
+                let (events, label) = entry.as_ref()?;
+                let reported = *events & possible(i);
+                (!reported.is_empty()).then(|| (fd(&pairs[i].0), reported, label.clone()))
+            })
+            .collect();
+        expected.sort_by_key(|entry| entry.0);
+        let mut entries = ready(&mut *sel, Some(Duration::ZERO));
+        entries.sort_by_key(|entry| entry.0);
+        assert_eq!(entries, expected, "after step {step}");
+        assert_eq!(sel.len(), model.iter().flatten().count());
+    }
 }
 
 /// `data` of a non-`Copy` type moves in and out intact, through every method.
@@ -771,12 +850,14 @@ conformance! {
     signal_does_not_cut_the_timeout_short,
     ready_fd_appears_once_with_merged_events,
     unregistered_events_are_masked,
+    modify_stops_watching_dropped_events,
     closed_peer_is_readable,
     hang_up_is_reported_for_registered_events,
     fd_closed_while_registered,
     selected_is_exact_size,
     each_reader_wakes_for_its_own_writer,
     thousands_of_fds_in_one_select,
+    random_operations_match_a_model,
     non_copy_data_round_trips,
 }
 

@@ -12,6 +12,7 @@
 //! - [`SignalHandler`]: signal dispositions, serialised and restored.
 
 #![allow(dead_code)] // each test binary uses its own subset
+#![warn(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
 
 use std::io::{self, Read, Write};
 use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -160,14 +161,14 @@ pub fn is_cloexec(fd: RawFd) -> bool {
 /// old number. Panics with the reason if the fd limit does not allow it.
 pub fn move_to<S: IntoRawFd + FromRawFd>(stream: S, min: RawFd) -> S {
     raise_fd_limit();
-    // SAFETY: the stream owns its fd, so it is open; `from_raw_fd` below takes
-    // ownership of the fresh duplicate, and the old fd is owned by `old`.
-    unsafe {
-        let old = OwnedFd::from_raw_fd(stream.into_raw_fd());
-        let moved = cvt(libc::fcntl(old.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min))
-            .unwrap_or_else(|e| panic!("cannot move an fd to {min} or above: {e}"));
-        S::from_raw_fd(moved)
-    }
+    // SAFETY: `into_raw_fd` hands us the stream's open fd; `old` now owns it
+    // and closes it at the end of this function.
+    let old = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
+    // SAFETY: F_DUPFD_CLOEXEC on an open fd creates a new one and touches no memory.
+    let moved = cvt(unsafe { libc::fcntl(old.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })
+        .unwrap_or_else(|e| panic!("cannot move an fd to {min} or above: {e}"));
+    // SAFETY: `moved` was just created and nothing else owns it.
+    unsafe { S::from_raw_fd(moved) }
 }
 
 /// A socketpair whose first end sits at a number at or above [`HIGH_BASE`]:
@@ -183,10 +184,20 @@ pub fn raise_fd_limit() -> libc::rlim_t {
     RAISE.call_once(|| {
         let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: `limit` is a valid rlimit for the kernel to fill in.
-        if cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }).is_ok() {
-            limit.rlim_cur = limit.rlim_max;
-            // SAFETY: `limit` is a valid rlimit; raising the soft limit up to the hard one is allowed.
-            let _ = cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) });
+        if cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }).is_err() {
+            return;
+        }
+        // The hard limit first; if the system refuses it (macOS refuses an
+        // unlimited one), 65536, then 10240 (macOS's OPEN_MAX).
+        for wanted in [limit.rlim_max, 65536, 10240] {
+            if wanted <= limit.rlim_cur || wanted > limit.rlim_max {
+                continue;
+            }
+            let raised = libc::rlimit { rlim_cur: wanted, rlim_max: limit.rlim_max };
+            // SAFETY: `raised` is a valid rlimit; a soft limit up to the hard one is allowed.
+            if cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) }).is_ok() {
+                return;
+            }
         }
     });
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
