@@ -250,7 +250,7 @@ fn run(options: Options) -> io::Result<()> {
         buffer: vec![0; 64 * 1024],
     };
     let mut ready: Vec<(RawFd, Events, Handler)> = Vec::new();
-    while options.max_conns.map_or(true, |max| server.closed < max) {
+    while options.max_conns.is_none_or(|max| server.closed < max) {
         // The results borrow the selector, so copy them out before handling.
         ready.clear();
         ready.extend(server.selector.select(None)?.map(|(key, events)| (key.fd, events, key.data)));
