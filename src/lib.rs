@@ -27,6 +27,8 @@
 //! ```
 
 pub use tulip_selectors as selectors;
+/// The Layer 1 names a loop user meets most, also at the crate root.
+pub use tulip_selectors::{Backend, DefaultSelector, Events, Selector, SelectorKey, EVENT_READ, EVENT_WRITE};
 
 mod base_events;
 mod callbacks;
