@@ -32,16 +32,23 @@ mod base_events;
 mod callbacks;
 mod events;
 mod fd;
+mod futures;
+mod local;
 mod panics;
 mod selector_events;
 mod signals;
+mod tasks;
 mod threadsafe;
 mod timers;
+mod timing;
 mod wakeup;
 
 pub use base_events::{BaseEventLoop, PollIo};
 pub use events::{AbstractEventLoop, ExceptionContext, Handle, LoopStats, TimerHandle};
+pub use futures::{is_cancelled, Cancelled, Future};
 pub use selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
+pub use tasks::Task;
 pub use threadsafe::LoopHandle;
+pub use timing::{gather, sleep, sleep_until, wait_for, Gather, Sleep, WaitFor};
