@@ -34,9 +34,11 @@ mod events;
 mod fd;
 mod futures;
 mod local;
+mod net;
 mod panics;
 mod selector_events;
 mod signals;
+mod sockets;
 mod tasks;
 mod threadsafe;
 mod timers;
@@ -49,6 +51,7 @@ pub use futures::{is_cancelled, Cancelled, Future};
 pub use selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
+pub use sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
 pub use tasks::Task;
 pub use threadsafe::LoopHandle;
 pub use timing::{gather, sleep, sleep_until, wait_for, Gather, Sleep, WaitFor};
