@@ -36,18 +36,22 @@ mod futures;
 mod local;
 mod net;
 mod panics;
+mod protocols;
 mod selector_events;
+mod selector_transport;
 mod signals;
 mod sockets;
 mod tasks;
 mod threadsafe;
 mod timers;
 mod timing;
+mod transports;
 mod wakeup;
 
 pub use base_events::{BaseEventLoop, PollIo};
 pub use events::{AbstractEventLoop, ExceptionContext, Handle, LoopStats, TimerHandle};
 pub use futures::{is_cancelled, Cancelled, Future};
+pub use protocols::Protocol;
 pub use selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
@@ -55,3 +59,4 @@ pub use sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
 pub use tasks::Task;
 pub use threadsafe::LoopHandle;
 pub use timing::{gather, sleep, sleep_until, wait_for, Gather, Sleep, WaitFor};
+pub use transports::{Server, SocketAddress, Transport};
