@@ -7,7 +7,12 @@ use std::thread;
 use std::time::Duration;
 
 use tulip::selectors::Backend;
-use tulip::DynSelectorEventLoop;
+use tulip::{AbstractEventLoop, DynSelectorEventLoop};
+
+thread_local! {
+    /// What the loop of the test on this thread reported.
+    static REPORTS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// How long any one test may take before it is failed.
 pub const WATCHDOG: Duration = Duration::from_secs(60);
@@ -24,7 +29,14 @@ pub fn run(backend: Backend, test: fn(DynSelectorEventLoop)) {
         .name(format!("test-{backend}"))
         .spawn(move || {
             let event_loop = tulip::new_event_loop(backend).expect("new_event_loop");
+            // Anything reported to the default handler fails the test; tests
+            // that expect reports install their own handler.
+            event_loop.set_exception_handler(Some(Box::new(|_, context| {
+                REPORTS.with(|reports| reports.borrow_mut().push(context.to_string()));
+            })));
             test(event_loop);
+            let reports = REPORTS.with(|reports| reports.take());
+            assert!(reports.is_empty(), "the loop reported: {reports:?}");
             let _ = done.send(());
         })
         .expect("spawn test thread");
