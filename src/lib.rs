@@ -10,6 +10,13 @@
 //!    [`run_once`](BaseEventLoop::run_once)); [`BaseSelectorEventLoop`] plugs a
 //!    selector into it and adds readers, writers and signals;
 //!    [`SelectorEventLoop`] is that over the platform's best selector.
+//! 3. Coroutines: [`run_until_complete`](BaseSelectorEventLoop::run_until_complete),
+//!    [`Task`]s and [`Future`]s driven by the loop; [`sleep`], [`wait_for`],
+//!    [`gather`]; async socket operations
+//!    ([`sock_recv`](BaseSelectorEventLoop::sock_recv), …); and Tulip's
+//!    [`Transport`]s and [`Protocol`]s
+//!    ([`create_server`](BaseSelectorEventLoop::create_server),
+//!    [`create_connection`](BaseSelectorEventLoop::create_connection)).
 //!
 //! ```
 //! use std::time::Duration;
@@ -60,3 +67,8 @@ pub use tasks::Task;
 pub use threadsafe::LoopHandle;
 pub use timing::{gather, sleep, sleep_until, wait_for, Gather, Sleep, WaitFor};
 pub use transports::{Server, SocketAddress, Transport};
+
+/// The code of `docs/layer3.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/layer3.md")]
+struct Layer3Docs;
