@@ -51,14 +51,15 @@ pub(crate) struct LoopLocal<L> {
 }
 
 impl<L> LoopLocal<L> {
-    /// Drops every pending task (their futures with them). Dropping a task
-    /// may create another; a few rounds catch those.
+    /// Drops every pending task's future, and the tasks. Dropping a future
+    /// may create another task; a few rounds catch those.
     pub(crate) fn drop_tasks(&self) {
         for _ in 0..8 {
             let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
             if tasks.is_empty() {
                 break;
             }
+            tasks.values().for_each(|task| task.cancel());
             drop(tasks);
         }
     }

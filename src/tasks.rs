@@ -159,8 +159,17 @@ impl<L, F: Future> TaskCell<L, F> {
 }
 
 impl<L, F: Future> Cancel for TaskCell<L, F> {
-    /// A task's queue entry is never cancelled; [`Task::cancel`] works through the future.
-    fn cancel(&self) {}
+    /// Discards the task as its loop closes: the future is dropped now,
+    /// even if a queued poll still holds the task, and the task ends
+    /// cancelled. (A user's [`Task::cancel`] goes through the task's next
+    /// run instead.)
+    fn cancel(&self) {
+        let future = self.future.try_borrow_mut().ok().and_then(|mut slot| slot.take());
+        drop(future);
+        if !self.shared.is_done() {
+            self.shared.complete(Err(Cancelled.into()), true);
+        }
+    }
 
     fn cancelled(&self) -> bool {
         false
@@ -316,8 +325,9 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// the task is done at once, with the "event loop is closed" error.
     ///
     /// A task cannot borrow the loop (it must be `'static`): a task that
-    /// needs the loop captures an `Rc` of it. Pending tasks are dropped when
-    /// the loop is closed (or dropped), which also breaks such `Rc` cycles.
+    /// needs the loop captures an `Rc` of it. When the loop is closed (or
+    /// dropped), pending tasks' futures are dropped and the tasks end
+    /// cancelled; that also breaks such `Rc` cycles.
     ///
     /// ```
     /// use std::rc::Rc;

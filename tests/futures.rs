@@ -336,10 +336,14 @@ fn close_drops_pending_tasks(event_loop: DynSelectorEventLoop) {
     });
     run_one_iteration(&event_loop);
     assert!(!dropped.get());
+    // One more, queued but never run.
+    let (queued_dropped, queued_guard) = drop_flag();
+    let queued = event_loop.create_task(async move { drop(queued_guard) });
     event_loop.close().unwrap();
     assert!(dropped.get(), "close dropped the pending task");
+    assert!(queued_dropped.get() && queued.cancelled(), "and the queued one");
     assert_eq!(Rc::strong_count(&event_loop), 1, "the task's Rc of the loop is gone");
-    assert!(!task.done(), "a dropped task never finished");
+    assert!(task.done() && task.cancelled(), "a task dropped by close ends cancelled");
 }
 
 fn create_task_on_closed_loop(event_loop: DynSelectorEventLoop) {
