@@ -15,7 +15,8 @@
 //! run once.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::unix::io::RawFd;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +49,8 @@ pub(crate) struct LoopLocal<L> {
     /// Tasks not yet finished. A task removes itself when it finishes.
     tasks: RefCell<HashMap<u64, ReadyCallback<L>>>,
     next_task: Cell<u64>,
+    /// `(fd, write)` of the socket operations waiting now: one per fd and direction.
+    io_waits: RefCell<HashSet<(RawFd, bool)>>,
 }
 
 impl<L> LoopLocal<L> {
@@ -62,6 +65,17 @@ impl<L> LoopLocal<L> {
             tasks.values().for_each(|task| task.cancel());
             drop(tasks);
         }
+    }
+
+    /// Claims `fd`'s reading (or writing) side for one socket operation;
+    /// `false` if another operation waits on it.
+    pub(crate) fn claim_io(&self, fd: RawFd, write: bool) -> bool {
+        self.io_waits.borrow_mut().insert((fd, write))
+    }
+
+    /// Gives back what [`claim_io`](Self::claim_io) took.
+    pub(crate) fn release_io(&self, fd: RawFd, write: bool) {
+        self.io_waits.borrow_mut().remove(&(fd, write));
     }
 
     /// Forgets a finished task.
@@ -87,6 +101,7 @@ impl<L: 'static> LoopLocal<L> {
             closed,
             tasks: RefCell::new(HashMap::new()),
             next_task: Cell::new(ROOT_TASK + 1),
+            io_waits: RefCell::new(HashSet::new()),
         });
         let weak: Weak<dyn LocalWake> = Rc::downgrade(&local) as Weak<dyn LocalWake>;
         let _ = REGISTRY.try_with(|registry| {

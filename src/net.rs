@@ -76,9 +76,10 @@ impl RawAddr {
 
     /// Writes a `sockaddr_*` and sets the length to its size.
     fn store<T>(&mut self, addr: T) {
-        debug_assert!(mem::size_of::<T>() <= mem::size_of::<libc::sockaddr_storage>());
-        // SAFETY: `T` is a sockaddr type no larger than `sockaddr_storage`,
-        // which is aligned for every sockaddr type.
+        const { assert!(mem::size_of::<T>() <= mem::size_of::<libc::sockaddr_storage>()) };
+        // SAFETY: `T` is a sockaddr type (the callers below), no larger than
+        // `sockaddr_storage` (checked at compile time), which is aligned for
+        // every sockaddr type.
         unsafe { std::ptr::write((&mut self.storage as *mut libc::sockaddr_storage).cast::<T>(), addr) };
         self.len = mem::size_of::<T>() as libc::socklen_t;
     }

@@ -6,7 +6,9 @@
 //! awaiting task, which tries again. The operation's future removes its
 //! reader or writer when it completes or is dropped, so nothing stays
 //! registered behind a cancelled operation. One operation per direction and
-//! socket at a time: a second reader on the same fd replaces the first.
+//! socket may wait at a time: a second one that would have to wait fails
+//! with [`ResourceBusy`](std::io::ErrorKind::ResourceBusy) rather than
+//! silently replace the first one's reader.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -22,6 +24,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use crate::local::LoopLocal;
 use crate::net::{self, Connect, RawAddr};
 use crate::selectors::Selector;
 use crate::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers, Sleep};
@@ -34,6 +37,8 @@ const UNIX_CONNECT_RETRY: Duration = Duration::from_millis(1);
 /// it completes or is dropped.
 struct Waiter<'a, L: AbstractEventLoop> {
     event_loop: &'a L,
+    /// Where the fd's side is claimed while registered.
+    local: &'a LoopLocal<L>,
     fd: RawFd,
     write: bool,
     /// `Some` while registered: where the callback finds the waker to wake.
@@ -41,8 +46,8 @@ struct Waiter<'a, L: AbstractEventLoop> {
 }
 
 impl<'a, L: AbstractEventLoop> Waiter<'a, L> {
-    fn new(event_loop: &'a L, fd: RawFd, write: bool) -> Self {
-        Waiter { event_loop, fd, write, waker: None }
+    fn new(event_loop: &'a L, local: &'a LoopLocal<L>, fd: RawFd, write: bool) -> Self {
+        Waiter { event_loop, local, fd, write, waker: None }
     }
 
     /// Makes sure the task of `cx` is woken when the fd is ready.
@@ -54,6 +59,13 @@ impl<'a, L: AbstractEventLoop> Waiter<'a, L> {
             }
             return Ok(());
         }
+        if !self.local.claim_io(self.fd, self.write) {
+            let side = if self.write { "writing" } else { "reading" };
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!("another operation is waiting for fd {} to be ready for {side}", self.fd),
+            ));
+        }
         let slot = Rc::new(RefCell::new(Some(cx.waker().clone())));
         let shared = Rc::clone(&slot);
         let wake = move |_: &L| {
@@ -62,10 +74,14 @@ impl<'a, L: AbstractEventLoop> Waiter<'a, L> {
                 waker.wake();
             }
         };
-        if self.write {
-            self.event_loop.add_writer(self.fd, wake)?;
+        let added = if self.write {
+            self.event_loop.add_writer(self.fd, wake)
         } else {
-            self.event_loop.add_reader(self.fd, wake)?;
+            self.event_loop.add_reader(self.fd, wake)
+        };
+        if let Err(err) = added {
+            self.local.release_io(self.fd, self.write);
+            return Err(err);
         }
         self.waker = Some(slot);
         Ok(())
@@ -79,6 +95,7 @@ impl<'a, L: AbstractEventLoop> Waiter<'a, L> {
             } else {
                 self.event_loop.remove_reader(self.fd)
             };
+            self.local.release_io(self.fd, self.write);
         }
     }
 }
@@ -249,6 +266,7 @@ impl<L: AbstractEventLoop> Future for SockSendall<'_, L> {
 /// A non-blocking connect of a socket the library creates.
 struct Connecting<'a, L: AbstractEventLoop> {
     event_loop: &'a L,
+    local: &'a LoopLocal<L>,
     /// The address, or why it cannot be used (reported at the first poll).
     addr: io::Result<RawAddr>,
     /// Declared before `sock`: the writer is removed before the fd closes.
@@ -261,8 +279,8 @@ struct Connecting<'a, L: AbstractEventLoop> {
 }
 
 impl<'a, L: AbstractEventLoop> Connecting<'a, L> {
-    fn new(event_loop: &'a L, addr: io::Result<RawAddr>) -> Self {
-        Connecting { event_loop, addr, waiter: None, retry: None, sock: None, in_progress: false }
+    fn new(event_loop: &'a L, local: &'a LoopLocal<L>, addr: io::Result<RawAddr>) -> Self {
+        Connecting { event_loop, local, addr, waiter: None, retry: None, sock: None, in_progress: false }
     }
 
     fn attempt(&mut self, cx: &mut Context<'_>) -> io::Result<Option<OwnedFd>> {
@@ -274,7 +292,7 @@ impl<'a, L: AbstractEventLoop> Connecting<'a, L> {
             Some(sock) => sock.as_raw_fd(),
             None => self.sock.insert(net::stream_socket(addr.family())?).as_raw_fd(),
         };
-        let waiter = self.waiter.get_or_insert_with(|| Waiter::new(self.event_loop, fd, true));
+        let waiter = self.waiter.get_or_insert_with(|| Waiter::new(self.event_loop, self.local, fd, true));
         if self.in_progress {
             if let Some(err) = net::take_error(fd)? {
                 return Err(err);
@@ -380,7 +398,8 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// `accept`'s error (aborted connections are skipped), or the loop's
     /// refusal to watch the listener (closed loop, fd beyond `select`'s limit).
     pub fn sock_accept<'a, A: Listener>(&'a self, listener: &'a A) -> SockAccept<'a, Self, A> {
-        SockAccept { listener, waiter: Waiter::new(self, listener.as_raw_fd(), false), nonblocking: false }
+        let waiter = Waiter::new(self, self.engine().local(), listener.as_raw_fd(), false);
+        SockAccept { listener, waiter, nonblocking: false }
     }
 
     /// Connects a new TCP socket (non-blocking, close-on-exec) to `addr`
@@ -391,7 +410,8 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// The connect's failure, e.g. [`ConnectionRefused`](io::ErrorKind::ConnectionRefused),
     /// or the failure to create the socket or watch it.
     pub fn sock_connect(&self, addr: SocketAddr) -> SockConnect<'_, Self, TcpStream> {
-        SockConnect { connecting: Connecting::new(self, Ok(RawAddr::from(&addr))), stream: PhantomData }
+        let connecting = Connecting::new(self, self.engine().local(), Ok(RawAddr::from(&addr)));
+        SockConnect { connecting, stream: PhantomData }
     }
 
     /// Connects a new Unix-domain stream socket to the listener at `path`.
@@ -403,7 +423,8 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// for a missing path); [`InvalidInput`](io::ErrorKind::InvalidInput) for a
     /// path too long for `sockaddr_un`.
     pub fn sock_connect_unix(&self, path: impl AsRef<Path>) -> SockConnect<'_, Self, UnixStream> {
-        SockConnect { connecting: Connecting::new(self, net::unix_addr(path.as_ref())), stream: PhantomData }
+        let connecting = Connecting::new(self, self.engine().local(), net::unix_addr(path.as_ref()));
+        SockConnect { connecting, stream: PhantomData }
     }
 
     /// Receives up to `buf.len()` bytes (asyncio's `sock_recv`); `Ok(0)` at
@@ -418,7 +439,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         sock: &'a T,
         buf: &'a mut [u8],
     ) -> SockRecv<'a, Self> {
-        SockRecv { buf, waiter: Waiter::new(self, sock.as_raw_fd(), false) }
+        SockRecv { buf, waiter: Waiter::new(self, self.engine().local(), sock.as_raw_fd(), false) }
     }
 
     /// Sends all of `data` (asyncio's `sock_sendall`), waiting for
@@ -434,6 +455,10 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         sock: &'a T,
         data: &'a [u8],
     ) -> SockSendall<'a, Self> {
-        SockSendall { data, sent: 0, waiter: Waiter::new(self, sock.as_raw_fd(), true) }
+        SockSendall {
+            data,
+            sent: 0,
+            waiter: Waiter::new(self, self.engine().local(), sock.as_raw_fd(), true),
+        }
     }
 }

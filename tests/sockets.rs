@@ -33,6 +33,7 @@ backend_tests!(
     dropped_connect_leaves_nothing,
     created_sockets_are_cloexec,
     unix_connect_retries_when_backlog_is_full,
+    second_waiting_recv_is_refused,
 );
 
 fn tcp_listener() -> (TcpListener, SocketAddr) {
@@ -371,4 +372,29 @@ fn unix_connect_retries_when_backlog_is_full(event_loop: DynSelectorEventLoop) {
     }
     assert_eq!(accepted.unwrap().unwrap(), CLIENTS);
     event_loop.close().unwrap();
+}
+
+fn second_waiting_recv_is_refused(event_loop: DynSelectorEventLoop) {
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let lp = &event_loop;
+    let (mut first_buf, mut second_buf) = ([0u8; 8], [0u8; 8]);
+    let work = async {
+        let first = lp.sock_recv(&a, &mut first_buf);
+        let second = async {
+            tulip::sleep(lp, Duration::from_millis(2)).await;
+            let refused = lp.sock_recv(&a, &mut second_buf).await;
+            b.write_all(b"data").unwrap();
+            refused
+        };
+        let both: Vec<Boxed<'_, usize>> = vec![Box::pin(first), Box::pin(second)];
+        tulip::gather(both).await
+    };
+    let outcomes = event_loop.run_until_complete(tulip::wait_for(lp, work, timeout())).unwrap().unwrap();
+    assert_eq!(outcomes[1].as_ref().unwrap_err().kind(), io::ErrorKind::ResourceBusy);
+    assert_eq!(*outcomes[0].as_ref().unwrap(), 4, "the first one still works");
+    assert_eq!(&first_buf[..4], b"data");
+    assert_eq!(event_loop.watched_fds(), 0);
+    // Once it is done, the socket can be waited on again.
+    let mut buf = [0u8; 8];
+    assert!(poll_once_then_drop(&event_loop, event_loop.sock_recv(&a, &mut buf)));
 }
