@@ -276,11 +276,22 @@ struct Connecting<'a, L: AbstractEventLoop> {
     sock: Option<OwnedFd>,
     /// The connect syscall was accepted: wait for writability.
     in_progress: bool,
+    /// The result was handed out.
+    finished: bool,
 }
 
 impl<'a, L: AbstractEventLoop> Connecting<'a, L> {
     fn new(event_loop: &'a L, local: &'a LoopLocal<L>, addr: io::Result<RawAddr>) -> Self {
-        Connecting { event_loop, local, addr, waiter: None, retry: None, sock: None, in_progress: false }
+        Connecting {
+            event_loop,
+            local,
+            addr,
+            waiter: None,
+            retry: None,
+            sock: None,
+            in_progress: false,
+            finished: false,
+        }
     }
 
     fn attempt(&mut self, cx: &mut Context<'_>) -> io::Result<Option<OwnedFd>> {
@@ -327,9 +338,16 @@ impl<'a, L: AbstractEventLoop> Connecting<'a, L> {
     }
 
     fn poll_connect(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<OwnedFd>> {
+        if self.finished {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "connect polled after completion",
+            )));
+        }
         let attempt = self.attempt(cx);
         let done = !matches!(attempt, Ok(None));
         if done {
+            self.finished = true;
             self.retry = None;
             if let Some(waiter) = &mut self.waiter {
                 waiter.done();
@@ -361,16 +379,20 @@ impl<L: AbstractEventLoop, T: From<OwnedFd>> Future for SockConnect<'_, L, T> {
     }
 }
 
-macro_rules! debug_future {
-    ($($name:ident),*) => {$(
-        impl<L: AbstractEventLoop> fmt::Debug for $name<'_, L> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($name)).field("fd", &self.waiter.fd).finish_non_exhaustive()
-            }
-        }
-    )*};
+impl<L: AbstractEventLoop> fmt::Debug for SockRecv<'_, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SockRecv").field("fd", &self.waiter.fd).finish_non_exhaustive()
+    }
 }
-debug_future!(SockRecv, SockSendall);
+
+impl<L: AbstractEventLoop> fmt::Debug for SockSendall<'_, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SockSendall")
+            .field("fd", &self.waiter.fd)
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
 
 impl<L: AbstractEventLoop, A> fmt::Debug for SockAccept<'_, L, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
