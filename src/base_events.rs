@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::callbacks::{Callback, Once, ReadyCallback, TimerMark};
+use crate::local::LoopLocal;
 use crate::panics::catch;
 use crate::threadsafe::{closed_error, Shared};
 use crate::timers::TimerHeap;
@@ -61,14 +62,18 @@ type ExceptionHandler<L> = Rc<dyn Fn(&L, &ExceptionContext)>;
 
 /// The scheduling engine of a loop of type `L`, kept inside `L`.
 pub struct BaseEventLoop<L> {
-    ready: RefCell<VecDeque<ReadyCallback<L>>>,
+    /// Shared (`Rc`) with [`LoopLocal`], through which wakers, futures and
+    /// transports queue callbacks without a `&L`.
+    ready: Rc<RefCell<VecDeque<ReadyCallback<L>>>>,
     /// The queue swapped in while a batch runs; kept for its allocation.
     spare: Cell<VecDeque<ReadyCallback<L>>>,
     timers: RefCell<TimerHeap<L>>,
     shared: Arc<Shared<L>>,
     running: Cell<bool>,
     stopping: Cell<bool>,
-    closed: Cell<bool>,
+    closed: Rc<Cell<bool>>,
+    /// Tasks and the queue handle of Layer 3 (see `local.rs`).
+    local: Rc<LoopLocal<L>>,
     debug: Cell<bool>,
     slow_callback: Cell<Duration>,
     exception_handler: RefCell<Option<ExceptionHandler<L>>>,
@@ -91,9 +96,17 @@ impl<L> BaseEventLoop<L> {
         self.closed.get()
     }
 
-    /// Refuses further threadsafe calls and drops those queued (for `Drop`).
+    /// Refuses further threadsafe calls and drops those queued, and drops
+    /// the tasks (for `Drop`).
     pub(crate) fn shutdown_shared(&self) {
+        self.local.drop_tasks();
+        self.closed.set(true);
         self.shared.close();
+    }
+
+    /// The loop's [`LoopLocal`]: its tasks, and its ready queue for code without a `&L`.
+    pub(crate) fn local(&self) -> &Rc<LoopLocal<L>> {
+        &self.local
     }
 }
 
@@ -104,14 +117,17 @@ impl<L: PollIo> BaseEventLoop<L> {
     ///
     /// If the cross-thread wake-up fd cannot be created.
     pub fn new() -> io::Result<Self> {
+        let ready = Rc::new(RefCell::new(VecDeque::new()));
+        let closed = Rc::new(Cell::new(false));
         Ok(BaseEventLoop {
-            ready: RefCell::new(VecDeque::new()),
+            local: LoopLocal::new(Rc::clone(&ready), Rc::clone(&closed)),
+            ready,
             spare: Cell::new(VecDeque::new()),
             timers: RefCell::new(TimerHeap::new()),
             shared: Arc::new(Shared::new()?),
             running: Cell::new(false),
             stopping: Cell::new(false),
-            closed: Cell::new(false),
+            closed,
             debug: Cell::new(false),
             slow_callback: Cell::new(DEFAULT_SLOW_CALLBACK),
             exception_handler: RefCell::new(None),
@@ -181,6 +197,17 @@ impl<L: PollIo> BaseEventLoop<L> {
     ///
     /// If already running or closed, or if the I/O hook fails.
     pub fn run_forever(&self, event_loop: &L) -> io::Result<()> {
+        self.run_until(event_loop, || false)
+    }
+
+    /// Runs iterations until [`stop`](Self::stop), or until `done` (asked
+    /// before each iteration, while the loop counts as running) says so.
+    /// `run_until_complete` polls its future in `done`.
+    ///
+    /// # Errors
+    ///
+    /// If already running or closed, or if the I/O hook fails.
+    pub(crate) fn run_until(&self, event_loop: &L, mut done: impl FnMut() -> bool) -> io::Result<()> {
         if self.closed.get() {
             return Err(closed_error());
         }
@@ -190,6 +217,9 @@ impl<L: PollIo> BaseEventLoop<L> {
         let started = Instant::now();
         self.counters.run_started.set(Some(started));
         let outcome = loop {
+            if done() {
+                break Ok(());
+            }
             if let Err(err) = self.run_once(event_loop) {
                 break Err(err);
             }
@@ -372,9 +402,13 @@ impl<L: PollIo> BaseEventLoop<L> {
         if self.running.get() {
             return Err(io::Error::other("cannot close a running event loop"));
         }
-        if self.closed.replace(true) {
+        if self.closed.get() {
             return Ok(false);
         }
+        // Pending tasks go first, while the callbacks their drop may
+        // schedule are still accepted (they are dropped just below).
+        self.local.drop_tasks();
+        self.closed.set(true);
         self.shared.close();
         let dropped = std::mem::take(&mut *self.ready.borrow_mut());
         drop(dropped);

@@ -10,6 +10,13 @@
 //!    [`run_once`](BaseEventLoop::run_once)); [`BaseSelectorEventLoop`] plugs a
 //!    selector into it and adds readers, writers and signals;
 //!    [`SelectorEventLoop`] is that over the platform's best selector.
+//! 3. Coroutines: [`run_until_complete`](BaseSelectorEventLoop::run_until_complete),
+//!    [`Task`]s and [`Future`]s driven by the loop; [`sleep`], [`wait_for`],
+//!    [`gather`]; async socket operations
+//!    ([`sock_recv`](BaseSelectorEventLoop::sock_recv), …); and Tulip's
+//!    [`Transport`]s and [`Protocol`]s
+//!    ([`create_server`](BaseSelectorEventLoop::create_server),
+//!    [`create_connection`](BaseSelectorEventLoop::create_connection)).
 //!
 //! ```
 //! use std::time::Duration;
@@ -34,16 +41,36 @@ mod base_events;
 mod callbacks;
 mod events;
 mod fd;
+mod futures;
+mod local;
+mod net;
 mod panics;
+mod protocols;
 mod selector_events;
+mod selector_transport;
 mod signals;
+mod sockets;
+mod tasks;
 mod threadsafe;
 mod timers;
+mod timing;
+mod transports;
 mod wakeup;
 
 pub use base_events::{BaseEventLoop, PollIo};
 pub use events::{AbstractEventLoop, ExceptionContext, Handle, LoopStats, TimerHandle};
+pub use futures::{is_cancelled, Cancelled, Future};
+pub use protocols::Protocol;
 pub use selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
+pub use sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
+pub use tasks::Task;
 pub use threadsafe::LoopHandle;
+pub use timing::{gather, sleep, sleep_until, wait_for, Gather, Sleep, WaitFor};
+pub use transports::{Server, SocketAddress, Transport};
+
+/// The code of `docs/layer3.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/layer3.md")]
+struct Layer3Docs;

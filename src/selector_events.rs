@@ -142,6 +142,12 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         Ok(self.selector.borrow().as_ref().ok_or_else(closed_error)?.backend())
     }
 
+    /// How many fds have a reader, a writer or both (the loop's own
+    /// wake-up and signal fds not counted).
+    pub fn watched_fds(&self) -> usize {
+        self.user_fds.get()
+    }
+
     /// How long a callback may take before debug mode reports it (default 100 ms).
     pub fn set_slow_callback_duration(&self, threshold: Duration) {
         self.engine.set_slow_callback_duration(threshold);

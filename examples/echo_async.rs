@@ -1,0 +1,96 @@
+//! An echo server written with coroutines: an `async fn` per connection,
+//! on `sock_accept`, `sock_recv` and `sock_sendall` (Layer 3).
+//!
+//! ```text
+//! cargo run --example echo_async -- --port 0 --max-conns 1
+//! listening on 127.0.0.1:PORT
+//! ```
+//!
+//! Options: `--port P` (0 picks a free port; the first line printed says
+//! which), `--backend select|poll|epoll|kqueue`, `--max-conns N` (exit once
+//! N connections were served). Talk to it with `echo_client` or `nc`.
+
+use std::io::{self, Write};
+use std::net::{TcpListener, TcpStream};
+use std::rc::Rc;
+
+use tulip::selectors::Backend;
+use tulip::DynSelectorEventLoop;
+
+fn main() -> io::Result<()> {
+    let args = Args::parse()?;
+    let event_loop = Rc::new(tulip::new_event_loop(args.backend)?);
+    let listener = TcpListener::bind(("127.0.0.1", args.port))?;
+    println!("listening on {}", listener.local_addr()?);
+    io::stdout().flush()?;
+    event_loop.run_until_complete(serve(Rc::clone(&event_loop), listener, args.max_conns))??;
+    tulip::AbstractEventLoop::close(&*event_loop)
+}
+
+/// Accepts connections, each echoed by its own task; with a limit, waits
+/// for those connections to finish and returns.
+async fn serve(
+    event_loop: Rc<DynSelectorEventLoop>,
+    listener: TcpListener,
+    max_conns: Option<u64>,
+) -> io::Result<()> {
+    let mut handlers = Vec::new();
+    let mut accepted = 0;
+    while max_conns.is_none_or(|max| accepted < max) {
+        let (conn, peer) = event_loop.sock_accept(&listener).await?;
+        accepted += 1;
+        let lp = Rc::clone(&event_loop);
+        let handler = event_loop.create_task(async move {
+            if let Err(err) = echo(&lp, &conn).await {
+                eprintln!("{peer}: {err}");
+            }
+        });
+        if max_conns.is_some() {
+            handlers.push(handler);
+        }
+    }
+    tulip::gather(handlers).await;
+    Ok(())
+}
+
+/// Sends back everything `conn` sends, until it closes.
+async fn echo(event_loop: &DynSelectorEventLoop, conn: &TcpStream) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = event_loop.sock_recv(conn, &mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        event_loop.sock_sendall(conn, &buf[..n]).await?;
+    }
+}
+
+struct Args {
+    port: u16,
+    backend: Backend,
+    max_conns: Option<u64>,
+}
+
+impl Args {
+    fn parse() -> io::Result<Args> {
+        let mut args = Args { port: 8888, backend: Backend::default(), max_conns: None };
+        let mut words = std::env::args().skip(1);
+        while let Some(flag) = words.next() {
+            let value = words.next().ok_or_else(|| usage(&format!("{flag} needs a value")))?;
+            match flag.as_str() {
+                "--port" => args.port = value.parse().map_err(|_| usage("bad --port"))?,
+                "--backend" => args.backend = value.parse()?,
+                "--max-conns" => args.max_conns = Some(value.parse().map_err(|_| usage("bad --max-conns"))?),
+                _ => return Err(usage(&format!("unknown option {flag}"))),
+            }
+        }
+        Ok(args)
+    }
+}
+
+fn usage(problem: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{problem}\nusage: echo_async [--port P] [--backend NAME] [--max-conns N]"),
+    )
+}

@@ -1,0 +1,887 @@
+//! The socket transport and server of the selector loop (asyncio's
+//! `_SelectorSocketTransport` and `Server`), with `create_server`,
+//! `create_connection` and their Unix-domain twins.
+//!
+//! A transport watches its socket with a reader while it reads and a writer
+//! while its buffer holds data. It has no `&L` when the protocol calls it,
+//! so changes it cannot make on the spot (watching the socket, telling the
+//! protocol) are queued as loop callbacks through the loop's `LoopLocal`:
+//! they happen on the next iteration, in order. Inside its own callbacks
+//! (reading, writing, starting) it brings its registrations up to date
+//! before returning, so queueing is only needed for calls from elsewhere.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use crate::base_events::PollIo;
+use crate::local::LoopLocal;
+use crate::panics::catch;
+use crate::selectors::Selector;
+use crate::sockets::Listener;
+use crate::transports::{ServerImpl, TransportImpl};
+use crate::{
+    AbstractEventLoop, BaseSelectorEventLoop, ExceptionContext, IoHandlers, Protocol, Server, SocketAddress,
+    Transport,
+};
+
+/// The most one read takes (asyncio's `max_size`).
+const READ_SIZE: usize = 256 * 1024;
+/// The default high-water mark of the write buffer (the low one is a quarter).
+const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+/// Connections accepted per readiness event, at most (asyncio's backlog).
+const ACCEPT_BATCH: usize = 100;
+/// How long a server stops accepting when out of fds (asyncio's `ACCEPT_RETRY_DELAY`).
+const ACCEPT_RETRY: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// The read buffer all transports of this thread share: reads never overlap.
+    static READ_BUFFER: Cell<Option<Box<[u8]>>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with this thread's read buffer (a fresh one if it is in use).
+fn with_read_buffer<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    let mut buf = READ_BUFFER.with(Cell::take).unwrap_or_else(|| vec![0; READ_SIZE].into_boxed_slice());
+    let outcome = f(&mut buf);
+    READ_BUFFER.with(|slot| slot.set(Some(buf)));
+    outcome
+}
+
+/// A connected stream socket.
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        }
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddress> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().map(SocketAddress::Inet),
+            Stream::Unix(s) => s.peer_addr().map(SocketAddress::Unix),
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddress> {
+        match self {
+            Stream::Tcp(s) => s.local_addr().map(SocketAddress::Inet),
+            Stream::Unix(s) => s.local_addr().map(SocketAddress::Unix),
+        }
+    }
+}
+
+fn not_connected() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the transport is closed")
+}
+
+/// Bytes waiting to be sent: a `Vec` read from `start`, compacted as it drains.
+#[derive(Default)]
+struct WriteBuffer {
+    data: Vec<u8>,
+    start: usize,
+}
+
+impl WriteBuffer {
+    fn len(&self) -> usize {
+        self.data.len() - self.start
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.data.extend_from_slice(bytes);
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.data.len() {
+            self.data.clear();
+            self.start = 0;
+        } else if self.start > self.data.len() / 2 {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = WriteBuffer::default();
+    }
+}
+
+/// What one read did.
+enum Read {
+    Data,
+    Eof { keep_open: bool },
+    Nothing,
+    Failed(io::Error),
+}
+
+/// Sets a flag for the duration of a scope, restoring it even on a panic.
+struct FlagGuard<'a> {
+    flag: &'a Cell<bool>,
+    previous: bool,
+}
+
+impl<'a> FlagGuard<'a> {
+    fn set(flag: &'a Cell<bool>) -> Self {
+        FlagGuard { flag, previous: flag.replace(true) }
+    }
+}
+
+impl Drop for FlagGuard<'_> {
+    fn drop(&mut self) {
+        self.flag.set(self.previous);
+    }
+}
+
+type SharedProtocol = Rc<RefCell<dyn Protocol>>;
+
+/// A transport over a connected socket.
+struct SocketTransport<L> {
+    me: Weak<Self>,
+    local: Rc<LoopLocal<L>>,
+    fd: RawFd,
+    /// `None` once closed.
+    sock: RefCell<Option<Stream>>,
+    /// `None` once `connection_lost` was delivered.
+    protocol: RefCell<Option<SharedProtocol>>,
+    buffer: RefCell<WriteBuffer>,
+    high_water: Cell<usize>,
+    low_water: Cell<usize>,
+    /// The first callback ran: reading may start.
+    started: Cell<bool>,
+    /// `connection_made` was delivered: `connection_lost` will be.
+    made: Cell<bool>,
+    /// `close`, `abort` or a fatal error happened.
+    closing: Cell<bool>,
+    /// `write_eof` was called; `eof_sent` once the socket was shut down.
+    eof_requested: Cell<bool>,
+    eof_sent: Cell<bool>,
+    /// The peer's EOF was read.
+    read_eof: Cell<bool>,
+    reading_paused: Cell<bool>,
+    /// `pause_writing` was decided (its delivery may still be queued).
+    protocol_paused: Cell<bool>,
+    /// `connection_lost` is queued or delivered.
+    conn_lost: Cell<bool>,
+    reader_on: Cell<bool>,
+    writer_on: Cell<bool>,
+    sync_queued: Cell<bool>,
+    /// Inside one of our loop callbacks, which syncs before it returns.
+    dispatching: Cell<bool>,
+}
+
+impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
+    /// A transport for `stream` and `protocol`. `connection_made` is called,
+    /// reading starts and `waiter` (if any) is completed on the next iteration.
+    fn start(
+        local: &Rc<LoopLocal<L>>,
+        stream: Stream,
+        protocol: SharedProtocol,
+        waiter: Option<crate::Future<()>>,
+    ) -> Rc<Self> {
+        if let Stream::Tcp(tcp) = &stream {
+            let _ = tcp.set_nodelay(true); // as asyncio: small writes go out at once
+        }
+        let transport = Rc::new_cyclic(|me| SocketTransport {
+            me: me.clone(),
+            local: Rc::clone(local),
+            fd: stream.fd(),
+            sock: RefCell::new(Some(stream)),
+            protocol: RefCell::new(Some(protocol)),
+            buffer: RefCell::new(WriteBuffer::default()),
+            high_water: Cell::new(DEFAULT_HIGH_WATER),
+            low_water: Cell::new(DEFAULT_HIGH_WATER / 4),
+            started: Cell::new(false),
+            made: Cell::new(false),
+            closing: Cell::new(false),
+            eof_requested: Cell::new(false),
+            eof_sent: Cell::new(false),
+            read_eof: Cell::new(false),
+            reading_paused: Cell::new(false),
+            protocol_paused: Cell::new(false),
+            conn_lost: Cell::new(false),
+            reader_on: Cell::new(false),
+            writer_on: Cell::new(false),
+            sync_queued: Cell::new(false),
+            dispatching: Cell::new(false),
+        });
+        let me = Rc::clone(&transport);
+        local.call_soon(move |event_loop| me.begin(event_loop, waiter));
+        transport
+    }
+
+    fn rc(&self) -> Option<Rc<Self>> {
+        self.me.upgrade()
+    }
+
+    fn handle(&self) -> Option<Transport> {
+        let inner: Rc<dyn TransportImpl> = self.rc()?;
+        Some(Transport { inner })
+    }
+
+    /// Calls `f` on the protocol; `None` if there is none any more, or it is
+    /// busy (borrowed: a call is in progress). A panic closes the transport
+    /// and goes on to the loop's exception handler.
+    fn with_protocol<R>(&self, f: impl FnOnce(&mut dyn Protocol) -> R) -> Option<R> {
+        let protocol = self.protocol.borrow().clone()?;
+        let mut guard = protocol.try_borrow_mut().ok()?;
+        let _dispatching = FlagGuard::set(&self.dispatching);
+        match catch(|| f(&mut *guard)) {
+            Ok(outcome) => Some(outcome),
+            Err((message, location)) => {
+                drop(guard);
+                let at = location.map_or_else(String::new, |at| format!(" at {at}"));
+                let message = format!("protocol panicked{at}: {message}");
+                self.force_close(Some(io::Error::other(message.clone())));
+                panic::resume_unwind(Box::new(message));
+            }
+        }
+    }
+
+    /// The first callback: `connection_made`, then reading starts.
+    fn begin(&self, event_loop: &L, waiter: Option<crate::Future<()>>) {
+        let Some(transport) = self.handle() else { return };
+        let made = if self.conn_lost.get() {
+            Some(false) // aborted before it started: the protocol hears nothing
+        } else {
+            self.with_protocol(|protocol| {
+                protocol.connection_made(transport);
+                true
+            })
+        };
+        if made.is_none() && self.protocol.borrow().is_some() {
+            // The protocol is borrowed (by its owner): try again next time.
+            if let Some(me) = self.rc() {
+                self.local.call_soon(move |event_loop| me.begin(event_loop, waiter));
+            }
+            return;
+        }
+        self.made.set(made == Some(true));
+        self.started.set(true);
+        self.sync(event_loop);
+        if let Some(waiter) = waiter {
+            let _ = waiter.set_result(());
+        }
+    }
+
+    /// Makes the loop's reader and writer for our fd match what we need now.
+    fn sync(&self, event_loop: &L) {
+        let lost = self.conn_lost.get();
+        let want_read = !lost
+            && self.started.get()
+            && !self.closing.get()
+            && !self.reading_paused.get()
+            && !self.read_eof.get();
+        if want_read != self.reader_on.get() {
+            if want_read {
+                let Some(me) = self.rc() else { return };
+                match event_loop.add_reader(self.fd, move |event_loop| me.on_readable(event_loop)) {
+                    Ok(()) => self.reader_on.set(true),
+                    Err(err) => {
+                        self.fail(event_loop, err);
+                        return;
+                    }
+                }
+            } else {
+                let _ = event_loop.remove_reader(self.fd);
+                self.reader_on.set(false);
+            }
+        }
+        let want_write = !lost && !self.buffer.borrow().is_empty();
+        if want_write != self.writer_on.get() {
+            if want_write {
+                let Some(me) = self.rc() else { return };
+                match event_loop.add_writer(self.fd, move |event_loop| me.on_writable(event_loop)) {
+                    Ok(()) => self.writer_on.set(true),
+                    Err(err) => self.fail(event_loop, err),
+                }
+            } else {
+                let _ = event_loop.remove_writer(self.fd);
+                self.writer_on.set(false);
+            }
+        }
+    }
+
+    /// A fatal error inside `sync`: close, and sync again (which removes).
+    fn fail(&self, event_loop: &L, err: io::Error) {
+        self.force_close(Some(err));
+        self.sync(event_loop);
+    }
+
+    /// Queues a [`sync`](Self::sync), unless one is queued or we are inside
+    /// one of our callbacks (which syncs before it returns).
+    fn request_sync(&self) {
+        if self.dispatching.get() || self.sync_queued.replace(true) {
+            return;
+        }
+        let Some(me) = self.rc() else { return };
+        self.local.call_soon(move |event_loop| {
+            me.sync_queued.set(false);
+            me.sync(event_loop);
+        });
+    }
+
+    fn on_readable(&self, event_loop: &L) {
+        let _dispatching = FlagGuard::set(&self.dispatching);
+        if !self.conn_lost.get() && !self.closing.get() && !self.reading_paused.get() {
+            let fd = self.fd;
+            let read = self.with_protocol(|protocol| {
+                with_read_buffer(|buf| match crate::net::recv(fd, buf) {
+                    Ok(Some(0)) => Read::Eof { keep_open: protocol.eof_received() },
+                    Ok(Some(n)) => {
+                        protocol.data_received(&buf[..n]);
+                        Read::Data
+                    }
+                    Ok(None) => Read::Nothing,
+                    Err(err) => Read::Failed(err),
+                })
+            });
+            match read {
+                Some(Read::Eof { keep_open }) => {
+                    self.read_eof.set(true);
+                    if !keep_open {
+                        self.close();
+                    }
+                }
+                Some(Read::Failed(err)) => self.force_close(Some(err)),
+                Some(Read::Data | Read::Nothing) | None => {}
+            }
+        }
+        self.sync(event_loop);
+    }
+
+    fn on_writable(&self, event_loop: &L) {
+        let _dispatching = FlagGuard::set(&self.dispatching);
+        if !self.conn_lost.get() {
+            let sent = {
+                let buffer = self.buffer.borrow();
+                if buffer.is_empty() {
+                    Ok(None)
+                } else {
+                    crate::net::send(self.fd, buffer.pending())
+                }
+            };
+            match sent {
+                Ok(Some(n)) => self.buffer.borrow_mut().consume(n),
+                Ok(None) => {}
+                Err(err) => self.force_close(Some(err)),
+            }
+            self.maybe_resume_protocol();
+            if self.buffer.borrow().is_empty() {
+                if self.closing.get() {
+                    self.schedule_connection_lost(None);
+                } else if self.eof_requested.get() && !self.eof_sent.get() {
+                    if let Err(err) = self.shutdown_write() {
+                        self.force_close(Some(err));
+                    }
+                }
+            }
+        }
+        self.sync(event_loop);
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.eof_sent.set(true);
+        match &*self.sock.borrow() {
+            Some(sock) => sock.shutdown_write(),
+            None => Ok(()),
+        }
+    }
+
+    fn maybe_pause_protocol(&self) {
+        if !self.protocol_paused.get() && self.buffer.borrow().len() > self.high_water.get() {
+            self.protocol_paused.set(true);
+            self.notify_flow(true);
+        }
+    }
+
+    fn maybe_resume_protocol(&self) {
+        if self.protocol_paused.get() && self.buffer.borrow().len() <= self.low_water.get() {
+            self.protocol_paused.set(false);
+            self.notify_flow(false);
+        }
+    }
+
+    /// Queues `pause_writing` or `resume_writing`: in order, after whatever
+    /// the protocol is doing now.
+    fn notify_flow(&self, pause: bool) {
+        let Some(me) = self.rc() else { return };
+        self.local.call_soon(move |event_loop| me.deliver_flow(event_loop, pause));
+    }
+
+    fn deliver_flow(&self, event_loop: &L, pause: bool) {
+        if self.protocol.borrow().is_none() {
+            return;
+        }
+        let delivered = self.with_protocol(|protocol| {
+            if pause {
+                protocol.pause_writing();
+            } else {
+                protocol.resume_writing();
+            }
+        });
+        if delivered.is_none() {
+            self.notify_flow(pause); // busy: after what is queued now
+            return;
+        }
+        self.sync(event_loop);
+    }
+
+    /// Closes at once, dropping the buffer (asyncio's `_force_close`).
+    fn force_close(&self, err: Option<io::Error>) {
+        if self.conn_lost.get() {
+            return;
+        }
+        self.closing.set(true);
+        self.buffer.borrow_mut().clear();
+        self.schedule_connection_lost(err);
+    }
+
+    fn schedule_connection_lost(&self, err: Option<io::Error>) {
+        if self.conn_lost.replace(true) {
+            return;
+        }
+        self.request_sync();
+        let Some(me) = self.rc() else { return };
+        self.local.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
+    }
+
+    /// The last callback: unwatch, tell the protocol, close the socket.
+    fn call_connection_lost(&self, event_loop: &L, err: Option<io::Error>) {
+        self.sync(event_loop);
+        let mut err = Some(err);
+        let delivered = self.protocol.borrow().is_none()
+            || !self.made.get()
+            || self.with_protocol(|protocol| protocol.connection_lost(err.take().flatten())).is_some();
+        if !delivered {
+            // The protocol is borrowed: try again next time.
+            let Some(me) = self.rc() else { return };
+            let err = err.flatten();
+            self.local.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
+            return;
+        }
+        let protocol = self.protocol.borrow_mut().take();
+        drop(protocol);
+        let sock = self.sock.borrow_mut().take();
+        drop(sock);
+        self.buffer.borrow_mut().clear();
+    }
+}
+
+impl<L: PollIo + AbstractEventLoop> TransportImpl for SocketTransport<L> {
+    fn write(&self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.eof_requested.get() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "write after write_eof"));
+        }
+        if self.closing.get() || self.conn_lost.get() {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the transport is closing"));
+        }
+        let mut rest = data;
+        if self.buffer.borrow().is_empty() {
+            match crate::net::send(self.fd, data) {
+                Ok(Some(n)) => rest = &data[n..],
+                Ok(None) => {}
+                Err(err) => {
+                    self.force_close(Some(err));
+                    return Ok(());
+                }
+            }
+            if rest.is_empty() {
+                return Ok(());
+            }
+        }
+        self.buffer.borrow_mut().push(rest);
+        self.request_sync();
+        self.maybe_pause_protocol();
+        Ok(())
+    }
+
+    fn write_eof(&self) -> io::Result<()> {
+        if self.closing.get() || self.conn_lost.get() || self.eof_requested.replace(true) {
+            return Ok(());
+        }
+        if self.buffer.borrow().is_empty() {
+            self.shutdown_write()?;
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        if self.closing.replace(true) {
+            return;
+        }
+        self.request_sync();
+        if self.buffer.borrow().is_empty() {
+            self.schedule_connection_lost(None);
+        }
+    }
+
+    fn abort(&self) {
+        self.force_close(None);
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.get() || self.conn_lost.get()
+    }
+
+    fn get_write_buffer_size(&self) -> usize {
+        self.buffer.borrow().len()
+    }
+
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        (self.low_water.get(), self.high_water.get())
+    }
+
+    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> io::Result<()> {
+        let (high, low) = match (high, low) {
+            (None, None) => (DEFAULT_HIGH_WATER, DEFAULT_HIGH_WATER / 4),
+            (Some(high), None) => (high, high / 4),
+            (None, Some(low)) => (low.saturating_mul(4), low),
+            (Some(high), Some(low)) => (high, low),
+        };
+        if low > high {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("high-water mark ({high}) must be >= low-water mark ({low})"),
+            ));
+        }
+        self.high_water.set(high);
+        self.low_water.set(low);
+        self.maybe_pause_protocol();
+        Ok(())
+    }
+
+    fn pause_reading(&self) {
+        if self.closing.get() || self.reading_paused.replace(true) {
+            return;
+        }
+        self.request_sync();
+    }
+
+    fn resume_reading(&self) {
+        if !self.reading_paused.replace(false) {
+            return;
+        }
+        self.request_sync();
+    }
+
+    fn is_reading(&self) -> bool {
+        !self.reading_paused.get() && !self.is_closing()
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddress> {
+        self.sock.borrow().as_ref().ok_or_else(not_connected)?.peer_addr()
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddress> {
+        self.sock.borrow().as_ref().ok_or_else(not_connected)?.local_addr()
+    }
+}
+
+/// A listening socket and the path to remove when it closes (Unix).
+enum Listening {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listening {
+    fn accept(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Listening::Tcp(listener) => Stream::Tcp(listener.accept_nonblocking()?.0),
+            Listening::Unix(listener, _) => Stream::Unix(listener.accept_nonblocking()?.0),
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddress> {
+        match self {
+            Listening::Tcp(listener) => listener.local_addr().map(SocketAddress::Inet),
+            Listening::Unix(listener, _) => listener.local_addr().map(SocketAddress::Unix),
+        }
+    }
+}
+
+type ProtocolFactory = Box<dyn Fn() -> SharedProtocol>;
+
+struct SocketServer<L> {
+    me: Weak<Self>,
+    local: Rc<LoopLocal<L>>,
+    fd: RawFd,
+    listener: RefCell<Option<Listening>>,
+    factory: ProtocolFactory,
+    serving: Cell<bool>,
+    accepted: Cell<u64>,
+}
+
+impl<L: PollIo + AbstractEventLoop> SocketServer<L> {
+    fn watch(&self, event_loop: &L) -> io::Result<()> {
+        let Some(me) = self.me.upgrade() else { return Ok(()) };
+        event_loop.add_reader(self.fd, move |event_loop| me.on_acceptable(event_loop))
+    }
+
+    fn on_acceptable(&self, event_loop: &L) {
+        for _ in 0..ACCEPT_BATCH {
+            if !self.serving.get() {
+                return;
+            }
+            let accepted = match &*self.listener.borrow() {
+                Some(listener) => listener.accept(),
+                None => return,
+            };
+            match accepted {
+                Ok(stream) => {
+                    self.accepted.set(self.accepted.get() + 1);
+                    SocketTransport::start(&self.local, stream, (self.factory)(), None);
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(err) => {
+                    let out_of_resources = matches!(
+                        err.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    );
+                    let context = ExceptionContext {
+                        message: format!(
+                            "error accepting a connection: {err}{}",
+                            if out_of_resources { "; accepting again in 1 second" } else { "" }
+                        ),
+                        panic: None,
+                        origin: None,
+                    };
+                    event_loop.engine().call_exception_handler(event_loop, &context);
+                    if out_of_resources {
+                        // As asyncio: stop watching for a while, or we spin.
+                        let _ = event_loop.remove_reader(self.fd);
+                        if let Some(me) = self.me.upgrade() {
+                            event_loop.call_later(ACCEPT_RETRY, move |event_loop| {
+                                if me.serving.get() {
+                                    let _ = me.watch(event_loop);
+                                }
+                            });
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn stop_listening(&self, event_loop: &L) {
+        let _ = event_loop.remove_reader(self.fd);
+        if let Some(Listening::Unix(listener, path)) = self.listener.borrow_mut().take() {
+            drop(listener);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl<L: PollIo + AbstractEventLoop> ServerImpl for SocketServer<L> {
+    fn close(&self) {
+        if !self.serving.replace(false) {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        self.local.call_soon(move |event_loop| me.stop_listening(event_loop));
+    }
+
+    fn is_serving(&self) -> bool {
+        self.serving.get()
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddress> {
+        self.listener.borrow().as_ref().ok_or_else(not_connected)?.local_addr()
+    }
+
+    fn connections_made(&self) -> u64 {
+        self.accepted.get()
+    }
+}
+
+/// Closes a transport whose `create_connection` was dropped before it returned it.
+struct CloseOnDrop(Option<Rc<dyn TransportImpl>>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(transport) = self.0.take() {
+            transport.abort();
+        }
+    }
+}
+
+/// Transports and servers on the selector loop (asyncio's `create_server`,
+/// `create_connection`, `create_unix_server`, `create_unix_connection`).
+impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
+    /// Listens on `addr` (port 0 picks a free port, see [`Server::local_addr`])
+    /// and, for each connection, makes a protocol with `factory` and a
+    /// [`Transport`] for it. Serving starts at once.
+    ///
+    /// ```no_run
+    /// use tulip::{Protocol, Transport, SelectorEventLoop};
+    ///
+    /// struct Echo(Option<Transport>);
+    /// impl Protocol for Echo {
+    ///     fn connection_made(&mut self, transport: Transport) { self.0 = Some(transport); }
+    ///     fn data_received(&mut self, data: &[u8]) {
+    ///         if let Some(t) = &self.0 { let _ = t.write(data); }
+    ///     }
+    /// }
+    ///
+    /// let event_loop = SelectorEventLoop::new()?;
+    /// let server = event_loop.create_server("127.0.0.1:8888".parse().unwrap(), || Echo(None))?;
+    /// println!("serving on {}", server.local_addr()?);
+    /// tulip::AbstractEventLoop::run_forever(&event_loop)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// If binding fails (e.g. [`AddrInUse`](io::ErrorKind::AddrInUse)) or the
+    /// loop cannot watch the socket (closed loop).
+    pub fn create_server<P: Protocol>(
+        &self,
+        addr: SocketAddr,
+        factory: impl Fn() -> P + 'static,
+    ) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        self.serve(Listening::Tcp(listener), factory)
+    }
+
+    /// [`create_server`](Self::create_server) on a Unix-domain socket at
+    /// `path`. A stale socket file there is replaced; the file is removed
+    /// when the server closes.
+    ///
+    /// # Errors
+    ///
+    /// If `path` exists and is not a socket ([`AddrInUse`](io::ErrorKind::AddrInUse)),
+    /// or binding or watching fails.
+    pub fn create_unix_server<P: Protocol>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: impl Fn() -> P + 'static,
+    ) -> io::Result<Server> {
+        let path = path.as_ref();
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} exists and is not a socket", path.display()),
+                ))
+            }
+            Err(_) => {}
+        }
+        let listener = UnixListener::bind(path)?;
+        listener.set_nonblocking(true)?;
+        self.serve(Listening::Unix(listener, path.to_path_buf()), factory)
+    }
+
+    fn serve<P: Protocol>(
+        &self,
+        listening: Listening,
+        factory: impl Fn() -> P + 'static,
+    ) -> io::Result<Server> {
+        let fd = match &listening {
+            Listening::Tcp(listener) => listener.as_raw_fd(),
+            Listening::Unix(listener, _) => listener.as_raw_fd(),
+        };
+        let server = Rc::new_cyclic(|me| SocketServer {
+            me: me.clone(),
+            local: Rc::clone(self.engine().local()),
+            fd,
+            listener: RefCell::new(Some(listening)),
+            factory: Box::new(move || -> SharedProtocol { Rc::new(RefCell::new(factory())) }),
+            serving: Cell::new(true),
+            accepted: Cell::new(0),
+        });
+        server.watch(self)?;
+        Ok(Server { inner: server })
+    }
+
+    /// Connects to `addr`, makes a protocol with `factory` and a
+    /// [`Transport`] for it; resolves once the protocol's `connection_made`
+    /// ran. The protocol comes back shared, as the transport holds it too.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`sock_connect`](Self::sock_connect), e.g.
+    /// [`ConnectionRefused`](io::ErrorKind::ConnectionRefused).
+    pub async fn create_connection<P: Protocol>(
+        &self,
+        addr: SocketAddr,
+        factory: impl FnOnce() -> P,
+    ) -> io::Result<(Transport, Rc<RefCell<P>>)> {
+        let stream = self.sock_connect(addr).await?;
+        self.connected_transport(Stream::Tcp(stream), factory).await
+    }
+
+    /// [`create_connection`](Self::create_connection) to a Unix-domain listener at `path`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`sock_connect_unix`](Self::sock_connect_unix).
+    pub async fn create_unix_connection<P: Protocol>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: impl FnOnce() -> P,
+    ) -> io::Result<(Transport, Rc<RefCell<P>>)> {
+        let stream = self.sock_connect_unix(path).await?;
+        self.connected_transport(Stream::Unix(stream), factory).await
+    }
+
+    async fn connected_transport<P: Protocol>(
+        &self,
+        stream: Stream,
+        factory: impl FnOnce() -> P,
+    ) -> io::Result<(Transport, Rc<RefCell<P>>)> {
+        let protocol = Rc::new(RefCell::new(factory()));
+        let waiter = self.create_future::<()>();
+        let shared: SharedProtocol = protocol.clone();
+        let transport: Rc<dyn TransportImpl> =
+            SocketTransport::start(self.engine().local(), stream, shared, Some(waiter.clone()));
+        let mut guard = CloseOnDrop(Some(transport));
+        waiter.await?;
+        let inner = guard.0.take().ok_or_else(not_connected)?;
+        Ok((Transport { inner }, protocol))
+    }
+}
+
+impl<L> fmt::Debug for SocketTransport<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketTransport").field("fd", &self.fd).finish_non_exhaustive()
+    }
+}
