@@ -32,7 +32,6 @@ pub(crate) fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Puts `fd` in non-blocking mode.
-#[cfg_attr(tulip_eventfd, allow(dead_code))] // the pipe fallback uses it
 pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl(F_GETFL) takes no pointer argument.
     let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;

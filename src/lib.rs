@@ -70,7 +70,8 @@ pub use threadsafe::LoopHandle;
 pub use timing::{gather, sleep, sleep_until, wait_for, Gather, Sleep, WaitFor};
 pub use transports::{Server, SocketAddress, Transport};
 
-/// The code of `docs/layer3.md`, compiled as doctests.
+/// Compiles and runs every Rust block of README.md as a doctest, so the
+/// tours of all three layers cannot drift from the API.
 #[cfg(doctest)]
-#[doc = include_str!("../docs/layer3.md")]
-struct Layer3Docs;
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -83,8 +83,3 @@ pub type SelectSelector<T> = BaseSelector<T, select::Select>;
 /// A selector over `poll(2)`: O(registered fds) per call.
 pub type PollSelector<T> = BaseSelector<T, poll::Poll>;
 
-/// Compiles and runs every Rust block of the workspace README as a doctest,
-/// so the tour there cannot drift from the API.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;
