@@ -341,9 +341,14 @@ impl<L: PollIo> BaseEventLoop<L> {
             return Ok(false);
         }
         self.shared.close();
-        let dropped = std::mem::take(&mut *self.ready.borrow_mut());
-        drop(dropped);
-        self.timers.borrow_mut().clear();
+        // Free what the callbacks captured even if the user still holds their
+        // handles (a closure holding its own handle would otherwise leak).
+        // Taken out first: a closure's destructor may call back into the loop.
+        let ready = std::mem::take(&mut *self.ready.borrow_mut());
+        let timers = self.timers.borrow_mut().take_all();
+        for callback in ready.iter().chain(&timers) {
+            callback.discard();
+        }
         Ok(true)
     }
 

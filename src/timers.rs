@@ -112,9 +112,16 @@ impl<L: 'static> TimerHeap<L> {
         }
     }
 
-    pub(crate) fn clear(&mut self) {
-        for timer in std::mem::take(&mut self.heap) {
-            self.leave(&timer);
-        }
+    /// Empties the heap, handing back its entries so the caller can drop
+    /// them outside any borrow of the heap.
+    pub(crate) fn take_all(&mut self) -> Vec<ReadyCallback<L>> {
+        let timers = std::mem::take(&mut self.heap).into_vec();
+        timers
+            .into_iter()
+            .map(|timer| {
+                self.leave(&timer);
+                timer.entry
+            })
+            .collect()
     }
 }

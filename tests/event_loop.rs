@@ -459,6 +459,25 @@ fn close_while_running_fails<L: TestLoop>(lp: L) {
     assert!(lp.run_forever().is_err(), "a closed loop does not run");
 }
 
+fn close_drops_what_is_scheduled<L: TestLoop>(lp: L) {
+    let captured = Rc::new(());
+    let c = Rc::clone(&captured);
+    lp.call_soon(move |_| drop(c));
+    let c = Rc::clone(&captured);
+    let timer = lp.call_later(Duration::from_secs(60), move |_| drop(c));
+    let (_a, b) = common::socketpair();
+    let c = Rc::clone(&captured);
+    lp.add_reader(common::fd(&b), move |_| {
+        let _ = &c;
+    })
+    .unwrap();
+    assert_eq!(Rc::strong_count(&captured), 4);
+    lp.close().unwrap();
+    assert_eq!(Rc::strong_count(&captured), 1);
+    assert!(lp.stats().timers_in_heap == 0);
+    drop(timer);
+}
+
 fn scheduling_on_a_closed_loop_panics<L: TestLoop>(lp: L) {
     lp.close().unwrap();
     assert_panics_with("event loop is closed", || {
@@ -650,6 +669,7 @@ per_backend!(
     a_self_rescheduling_callback_lets_timers_run,
     run_forever_is_not_reentrant,
     close_while_running_fails,
+    close_drops_what_is_scheduled,
     scheduling_on_a_closed_loop_panics,
     io_and_handles_on_a_closed_loop_fail_quietly,
     a_panicking_callback_goes_to_the_exception_handler,
