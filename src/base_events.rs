@@ -324,7 +324,9 @@ impl<L: PollIo> BaseEventLoop<L> {
     /// Replaces the exception handler (`None`: the default).
     #[allow(clippy::type_complexity)] // the contract's signature, spelled out
     pub fn set_exception_handler(&self, handler: Option<Box<dyn Fn(&L, &ExceptionContext)>>) {
-        *self.exception_handler.borrow_mut() = handler.map(Rc::from);
+        let previous = self.exception_handler.replace(handler.map(Rc::from));
+        // Dropped outside the borrow: its captures may use the loop.
+        drop(previous);
     }
 
     /// Drops everything queued and refuses further scheduling; `Ok(false)`

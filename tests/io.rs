@@ -442,6 +442,54 @@ fn an_fd_that_hangs_up_wakes_its_reader<L: TestLoop>(lp: L) {
     assert!(eof.get());
 }
 
+fn a_handler_destructor_may_call_back_into_the_loop<L: TestLoop>(lp: L) {
+    // What a callback captured is dropped when the callback is replaced,
+    // removed or the loop closed; its destructor may use the loop then.
+    let lp = Rc::new(lp);
+    let (_a, b) = readable_pair();
+    let (_c, d) = socketpair();
+    let (b_fd, d_fd) = (fd(&b), fd(&d));
+    let drops = Rc::new(RefCell::new(Vec::new()));
+    let guard = |name: &'static str| {
+        let (weak, drops) = (Rc::downgrade(&lp), Rc::clone(&drops));
+        common::OnDrop(move || {
+            let Some(lp) = weak.upgrade() else { return };
+            // Use the loop's I/O tables from inside the destructor.
+            let added = lp.add_writer(d_fd, |_| {}).is_ok();
+            let removed = lp.remove_writer(d_fd).unwrap_or(false);
+            drops.borrow_mut().push((name, added, removed));
+        })
+    };
+    let g = guard("replaced");
+    lp.add_reader(b_fd, move |_| {
+        let _ = &g;
+    })
+    .unwrap();
+    let g = guard("removed");
+    lp.add_reader(b_fd, move |_| {
+        let _ = &g;
+    })
+    .unwrap();
+    assert_eq!(*drops.borrow(), [("replaced", true, true)]);
+    assert!(lp.remove_reader(b_fd).unwrap());
+    assert_eq!(drops.borrow()[1], ("removed", true, true));
+    // Both sides of one fd, dropped by close: the loop is closed by then.
+    let g = guard("closed reader");
+    lp.add_reader(b_fd, move |_| {
+        let _ = &g;
+    })
+    .unwrap();
+    let g = guard("closed writer");
+    lp.add_writer(b_fd, move |_| {
+        let _ = &g;
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let mut closed = drops.borrow()[2..].to_vec();
+    closed.sort();
+    assert_eq!(closed, [("closed reader", false, false), ("closed writer", false, false)]);
+}
+
 per_backend!(
     a_reader_runs_when_data_arrives,
     a_writer_runs_when_writable,
@@ -460,4 +508,5 @@ per_backend!(
     a_selector_error_ends_run_forever_and_the_loop_stays_usable,
     readers_stop_firing_once_the_data_is_consumed,
     an_fd_that_hangs_up_wakes_its_reader,
+    a_handler_destructor_may_call_back_into_the_loop,
 );

@@ -317,6 +317,43 @@ fn remove_without_a_handler_is_false<L: TestLoop>(lp: L) {
     assert!(other.remove_signal_handler(libc::SIGUSR1).unwrap());
 }
 
+fn a_signal_handler_destructor_may_call_back_into_the_loop<L: TestLoop>(lp: L) {
+    let _lock = serialised();
+    let lp = Rc::new(lp);
+    let drops = Rc::new(RefCell::new(Vec::new()));
+    let guard = |name: &'static str| {
+        let (weak, drops) = (Rc::downgrade(&lp), Rc::clone(&drops));
+        common::OnDrop(move || {
+            let Some(lp) = weak.upgrade() else { return };
+            let added = lp.add_signal_handler(libc::SIGUSR2, |_| {}).is_ok();
+            let removed = lp.remove_signal_handler(libc::SIGUSR2).unwrap_or(false);
+            drops.borrow_mut().push((name, added, removed));
+        })
+    };
+    let g = guard("replaced");
+    lp.add_signal_handler(libc::SIGUSR1, move |_| {
+        let _ = &g;
+    })
+    .unwrap();
+    let g = guard("removed");
+    lp.add_signal_handler(libc::SIGUSR1, move |_| {
+        let _ = &g;
+    })
+    .unwrap();
+    assert_eq!(*drops.borrow(), [("replaced", true, true)]);
+    assert!(lp.remove_signal_handler(libc::SIGUSR1).unwrap());
+    assert_eq!(drops.borrow()[1], ("removed", true, true));
+    let g = guard("closed");
+    lp.add_signal_handler(libc::SIGUSR1, move |_| {
+        let _ = &g;
+    })
+    .unwrap();
+    lp.close().unwrap();
+    assert_eq!(drops.borrow()[2], ("closed", false, false));
+    assert_eq!(current_handler(libc::SIGUSR1), libc::SIG_DFL);
+    assert_eq!(current_handler(libc::SIGUSR2), libc::SIG_DFL);
+}
+
 per_backend!(
     a_raised_signal_runs_its_handler,
     a_signal_wakes_a_blocked_loop,
@@ -332,4 +369,5 @@ per_backend!(
     a_handler_may_remove_itself,
     a_panicking_signal_handler_is_reported,
     remove_without_a_handler_is_false,
+    a_signal_handler_destructor_may_call_back_into_the_loop,
 );
