@@ -186,20 +186,15 @@ impl<L: PollIo> BaseEventLoop<L> {
         }
         let started = Instant::now();
         self.counters.run_started.set(Some(started));
-        let outcome = loop {
-            if let Err(err) = self.run_once(event_loop) {
-                break Err(err);
-            }
+        // Resets the state however the run ends, a panic included (one can
+        // only escape from the selector or a destructor).
+        let _running = Running { engine: self, started };
+        loop {
+            self.run_once(event_loop)?;
             if self.stopping.get() {
-                break Ok(());
+                return Ok(());
             }
-        };
-        let total = self.counters.time_in_run_forever.get() + started.elapsed();
-        self.counters.time_in_run_forever.set(total);
-        self.counters.run_started.set(None);
-        self.stopping.set(false);
-        self.running.set(false);
-        outcome
+        }
     }
 
     /// One iteration, in asyncio's order: purge cancelled timers, compute
@@ -398,6 +393,23 @@ impl<L: PollIo> BaseEventLoop<L> {
             time_blocked: blocked,
             time_running: in_run_forever.saturating_sub(blocked),
         }
+    }
+}
+
+/// Marks a `run_forever` in progress; dropping it marks the loop stopped
+/// and not running, and adds the run's duration to the counters.
+struct Running<'a, L> {
+    engine: &'a BaseEventLoop<L>,
+    started: Instant,
+}
+
+impl<L> Drop for Running<'_, L> {
+    fn drop(&mut self) {
+        let counters = &self.engine.counters;
+        counters.time_in_run_forever.set(counters.time_in_run_forever.get() + self.started.elapsed());
+        counters.run_started.set(None);
+        self.engine.stopping.set(false);
+        self.engine.running.set(false);
     }
 }
 

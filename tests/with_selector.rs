@@ -1,12 +1,13 @@
 //! `BaseSelectorEventLoop::with_selector` over a selector of our own that
-//! wraps a real backend and can be told to fail in `select`: the loop must
-//! return the error and stay usable.
+//! wraps a real backend and can be told to fail or panic in `select`: the
+//! loop must return the error (or let the panic through) and stay usable.
 
 mod common;
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::unix::io::RawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -18,9 +19,10 @@ use tulip::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers};
 enum Fault {
     None,
     Error,
+    Panic,
 }
 
-/// A real selector whose next `select` can be made to fail.
+/// A real selector whose next `select` can be made to fail or panic.
 struct Faulty {
     inner: Box<dyn Selector<IoHandlers>>,
     next: Rc<Cell<Fault>>,
@@ -52,6 +54,7 @@ impl Selector<IoHandlers> for Faulty {
         match self.next.replace(Fault::None) {
             Fault::None => self.inner.select(timeout),
             Fault::Error => Err(io::Error::other("injected select failure")),
+            Fault::Panic => panic!("injected select panic"),
         }
     }
     fn get_key(&self, fd: RawFd) -> Option<&SelectorKey<IoHandlers>> {
@@ -119,6 +122,36 @@ fn a_select_error_ends_run_forever_and_the_loop_stays_usable(backend: Backend) {
     lp.close().unwrap();
 }
 
+fn a_panicking_select_leaves_the_loop_not_running(backend: Backend) {
+    let (lp, fault, _) = faulty_loop(backend);
+    lp.call_later(Duration::from_millis(5), |lp| lp.stop());
+    fault.set(Fault::Panic);
+    let outcome = catch_unwind(AssertUnwindSafe(|| lp.run_forever()));
+    assert!(outcome.is_err(), "the selector's panic goes through run_forever");
+    assert!(!lp.is_running(), "a panic must not leave the loop marked running");
+    lp.close().expect("a loop that is not running can be closed");
+}
+
+fn a_panic_after_stop_does_not_leak_into_the_next_run(backend: Backend) {
+    // stop() was requested, then the iteration panicked: the request is
+    // consumed with that run, as when run_forever returns normally.
+    let (lp, fault, _) = faulty_loop(backend);
+    // An fd to watch, so the stopped iteration calls select.
+    let (_a, b) = common::socketpair();
+    lp.add_reader(common::fd(&b), |_| panic!("nothing was sent")).unwrap();
+    let runs = Rc::new(Cell::new(0));
+    lp.stop();
+    fault.set(Fault::Panic);
+    assert!(catch_unwind(AssertUnwindSafe(|| lp.run_forever())).is_err());
+    let r = Rc::clone(&runs);
+    lp.call_later(Duration::from_millis(20), move |lp| {
+        r.set(r.get() + 1);
+        lp.stop();
+    });
+    run_bounded(&lp, LIMIT);
+    assert_eq!(runs.get(), 1, "the next run lasted until its own stop");
+}
+
 macro_rules! per_backend_with_selector {
     ($($case:ident),* $(,)?) => {
         mod select {
@@ -142,4 +175,6 @@ macro_rules! per_backend_with_selector {
 per_backend_with_selector!(
     a_custom_selector_drives_the_loop,
     a_select_error_ends_run_forever_and_the_loop_stays_usable,
+    a_panicking_select_leaves_the_loop_not_running,
+    a_panic_after_stop_does_not_leak_into_the_next_run,
 );
