@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::callbacks::{Callback, Once, ReadyCallback};
+use crate::callbacks::{Once, ReadyCallback};
 use crate::threadsafe::{closed_error, Shared};
 use crate::timers::TimerHeap;
 use crate::{ExceptionContext, Handle, LoopHandle, LoopStats, TimerHandle};
@@ -246,7 +246,7 @@ impl<L: PollIo> BaseEventLoop<L> {
         let queued = self.ready.borrow().len();
         for _ in 0..queued {
             let Some(callback) = self.ready.borrow_mut().pop_front() else { break };
-            self.run_callback(event_loop, &*callback);
+            self.run_callback(event_loop, callback);
         }
         Ok(())
     }
@@ -264,17 +264,26 @@ impl<L: PollIo> BaseEventLoop<L> {
         outcome
     }
 
-    fn run_callback(&self, event_loop: &L, callback: &dyn Callback<L>) {
+    /// Runs one callback, catching its panic. The queue's reference is
+    /// dropped inside the catch too: for a reader that removed itself it is
+    /// the last one, and what the closure captured may panic on drop.
+    fn run_callback(&self, event_loop: &L, callback: ReadyCallback<L>) {
         let started = self.debug.get().then(Instant::now);
-        match catch_unwind(AssertUnwindSafe(|| callback.run(event_loop))) {
+        let origin = callback.origin();
+        let outcome = catch_unwind(AssertUnwindSafe(move || {
+            let ran = callback.run(event_loop);
+            drop(callback);
+            ran
+        }));
+        match outcome {
             Ok(false) => return,
             Ok(true) => {}
             Err(payload) => {
                 bump(&self.counters.panics, 1);
                 let context = ExceptionContext {
-                    message: format!("Exception in callback scheduled at {}", callback.origin()),
+                    message: format!("Exception in callback scheduled at {origin}"),
                     panic: Some(panic_message(payload.as_ref())),
-                    origin: Some(callback.origin()),
+                    origin: Some(origin),
                 };
                 self.call_exception_handler(event_loop, &context);
             }
@@ -285,12 +294,11 @@ impl<L: PollIo> BaseEventLoop<L> {
             if took >= self.slow_callback.get() {
                 let context = ExceptionContext {
                     message: format!(
-                        "Executing callback scheduled at {} took {:.3} seconds",
-                        callback.origin(),
+                        "Executing callback scheduled at {origin} took {:.3} seconds",
                         took.as_secs_f64()
                     ),
                     panic: None,
-                    origin: Some(callback.origin()),
+                    origin: Some(origin),
                 };
                 self.call_exception_handler(event_loop, &context);
             }

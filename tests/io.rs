@@ -490,6 +490,28 @@ fn a_handler_destructor_may_call_back_into_the_loop<L: TestLoop>(lp: L) {
     assert_eq!(closed, [("closed reader", false, false), ("closed writer", false, false)]);
 }
 
+fn a_panic_in_a_handler_destructor_is_reported<L: TestLoop>(lp: L) {
+    // A reader that removes itself is dropped right after it ran; if what it
+    // captured panics on drop, that is reported like the callback's own panic.
+    let contexts: Rc<RefCell<Vec<ExceptionContext>>> = Rc::default();
+    let c = Rc::clone(&contexts);
+    lp.set_exception_handler(Some(Box::new(move |_, ctx| c.borrow_mut().push(ctx.clone()))));
+    let (_a, b) = readable_pair();
+    let b_fd = fd(&b);
+    let bomb = common::OnDrop(|| panic!("destructor boom"));
+    lp.add_reader(b_fd, move |lp| {
+        let _ = &bomb;
+        assert!(lp.remove_reader(b_fd).unwrap());
+        lp.call_soon(|lp| lp.stop());
+    })
+    .unwrap();
+    run_bounded(&lp, LIMIT);
+    let contexts = contexts.borrow();
+    assert_eq!(contexts.len(), 1);
+    assert_eq!(contexts[0].panic.as_deref(), Some("destructor boom"));
+    assert_eq!(contexts[0].origin.unwrap().file(), file!());
+}
+
 per_backend!(
     a_reader_runs_when_data_arrives,
     a_writer_runs_when_writable,
@@ -509,4 +531,5 @@ per_backend!(
     readers_stop_firing_once_the_data_is_consumed,
     an_fd_that_hangs_up_wakes_its_reader,
     a_handler_destructor_may_call_back_into_the_loop,
+    a_panic_in_a_handler_destructor_is_reported,
 );
