@@ -142,8 +142,18 @@ impl<L: PollIo> BaseEventLoop<L> {
     pub fn call_soon<F: FnOnce(&L) + 'static>(&self, cb: F) -> Handle {
         self.check_open();
         let entry = Rc::new(Once::new(cb, Location::caller(), None));
-        self.ready.borrow_mut().push_back(entry.clone());
+        let mut ready = self.ready.borrow_mut();
+        // Calls other threads made before this one go first: one FIFO, as
+        // asyncio's single ready deque. (One atomic load when there are none.)
+        self.take_threadsafe(&mut ready);
+        ready.push_back(entry.clone());
         Handle { state: entry }
+    }
+
+    /// Moves the callbacks other threads sent to the ready queue.
+    fn take_threadsafe(&self, ready: &mut VecDeque<ReadyCallback<L>>) {
+        self.shared
+            .take_pending(|(callback, origin)| ready.push_back(Rc::new(Once::new(callback, origin, None))));
     }
 
     /// Schedules `cb` at `when`.
@@ -163,7 +173,10 @@ impl<L: PollIo> BaseEventLoop<L> {
     /// Queues a callback made ready by I/O (a reader, writer or signal handler).
     pub(crate) fn push_ready(&self, callback: ReadyCallback<L>) {
         if !callback.cancelled() {
-            self.ready.borrow_mut().push_back(callback);
+            let mut ready = self.ready.borrow_mut();
+            // Threadsafe calls that arrived before the I/O was seen go first.
+            self.take_threadsafe(&mut ready);
+            ready.push_back(callback);
         }
     }
 
@@ -228,9 +241,7 @@ impl<L: PollIo> BaseEventLoop<L> {
             bump(&self.counters.select_calls, 1);
             event_loop.poll_io(timeout)?;
         }
-        self.shared.take_pending(|(callback, origin)| {
-            self.ready.borrow_mut().push_back(Rc::new(Once::new(callback, origin, None)));
-        });
+        self.take_threadsafe(&mut self.ready.borrow_mut());
 
         // 4. Move due timers to the ready queue. `<= now` never runs one
         //    early; the selector rounds its timeout up, so no spinning either.

@@ -217,6 +217,68 @@ fn many_separate_wakeups_all_arrive<L: TestLoop>(lp: L) {
     assert_eq!(count.load(Ordering::SeqCst), CALLS);
 }
 
+fn threadsafe_calls_and_call_soon_run_in_the_order_they_were_made<L: TestLoop>(lp: L) {
+    // asyncio puts both on one queue: a call another thread made before a
+    // `call_soon` on the loop's thread runs before it.
+    thread_local!(static ORDER: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) });
+    ORDER.with(|o| o.borrow_mut().clear());
+    fn record(what: &'static str) {
+        ORDER.with(|o| o.borrow_mut().push(what));
+    }
+    let handle = lp.handle();
+    let h = handle.clone();
+    thread::spawn(move || h.call_soon_threadsafe(|_: &L| record("other thread, first")).unwrap())
+        .join()
+        .unwrap();
+    lp.call_soon(|_| record("loop thread, second"));
+    lp.call_soon(move |lp| {
+        record("loop thread, third");
+        // The same while running: the thread's call, made before the
+        // call_soon below, runs before it, both in the next iteration.
+        let h = handle.clone();
+        thread::spawn(move || h.call_soon_threadsafe(|_: &L| record("other thread, fifth")).unwrap())
+            .join()
+            .unwrap();
+        lp.call_soon(|lp| {
+            record("loop thread, sixth");
+            lp.stop();
+        });
+    });
+    lp.call_soon(|_| record("loop thread, fourth"));
+    run_bounded(&lp, LIMIT);
+    assert_eq!(
+        ORDER.with(|o| o.borrow().clone()),
+        [
+            "other thread, first",
+            "loop thread, second",
+            "loop thread, third",
+            "loop thread, fourth",
+            "other thread, fifth",
+            "loop thread, sixth"
+        ]
+    );
+}
+
+fn a_threadsafe_call_made_before_an_fd_became_ready_runs_before_its_reader<L: TestLoop>(lp: L) {
+    thread_local!(static ORDER: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) });
+    ORDER.with(|o| o.borrow_mut().clear());
+    let (mut a, b) = common::socketpair();
+    lp.add_reader(common::fd(&b), |lp| {
+        ORDER.with(|o| o.borrow_mut().push("reader"));
+        lp.stop();
+    })
+    .unwrap();
+    let handle = lp.handle();
+    thread::spawn(move || {
+        handle.call_soon_threadsafe(|_: &L| ORDER.with(|o| o.borrow_mut().push("threadsafe"))).unwrap()
+    })
+    .join()
+    .unwrap();
+    std::io::Write::write_all(&mut a, b"x").unwrap();
+    run_bounded(&lp, LIMIT);
+    assert_eq!(ORDER.with(|o| o.borrow().clone()), ["threadsafe", "reader"]);
+}
+
 per_backend!(
     a_blocked_loop_is_woken,
     handle_stop_wakes_and_stops_a_blocked_loop,
@@ -228,4 +290,6 @@ per_backend!(
     a_handle_fails_once_the_loop_is_closed_or_dropped,
     a_handle_fails_once_the_loop_is_dropped,
     many_separate_wakeups_all_arrive,
+    threadsafe_calls_and_call_soon_run_in_the_order_they_were_made,
+    a_threadsafe_call_made_before_an_fd_became_ready_runs_before_its_reader,
 );
