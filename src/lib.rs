@@ -44,3 +44,9 @@ pub use selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
 pub use threadsafe::LoopHandle;
+
+/// The code blocks of `docs/layer2.md` (the README's Layer 2 section),
+/// compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/layer2.md")]
+pub struct Layer2Docs;
