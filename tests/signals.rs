@@ -140,7 +140,10 @@ fn each_delivery_runs_the_handler<L: TestLoop>(lp: L) {
 
 fn invalid_signals_are_refused<L: TestLoop>(lp: L) {
     let _lock = serialised();
-    let nsig = if cfg!(any(target_os = "linux", target_os = "android")) { libc::SIGRTMAX() + 1 } else { 32 };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let nsig = libc::SIGRTMAX() + 1;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let nsig = 32;
     for signum in [0, -1, libc::SIGKILL, libc::SIGSTOP, nsig, 65, 1000, c_int::MAX, c_int::MIN] {
         let err = lp.add_signal_handler(signum, |_| {}).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "add {signum}: {err}");
