@@ -161,7 +161,11 @@ impl<L: PollIo> BaseEventLoop<L> {
     pub fn call_soon<F: FnOnce(&L) + 'static>(&self, cb: F) -> Handle {
         self.check_open();
         let entry = Rc::new(Once::new(cb, Location::caller(), ()));
-        self.ready.borrow_mut().push_back(entry.clone());
+        let mut ready = self.ready.borrow_mut();
+        // Calls other threads made before this one go first: one FIFO, as
+        // asyncio's single ready deque. (One atomic load when there are none.)
+        self.take_threadsafe(&mut ready);
+        ready.push_back(entry.clone());
         Handle { state: entry }
     }
 
@@ -182,8 +186,17 @@ impl<L: PollIo> BaseEventLoop<L> {
     /// Queues a callback made ready by I/O (a reader, writer or signal handler).
     pub(crate) fn push_ready(&self, callback: ReadyCallback<L>) {
         if !callback.cancelled() {
-            self.ready.borrow_mut().push_back(callback);
+            let mut ready = self.ready.borrow_mut();
+            // Threadsafe calls that arrived before the I/O was seen go first.
+            self.take_threadsafe(&mut ready);
+            ready.push_back(callback);
         }
+    }
+
+    /// Moves the callbacks other threads queued onto `ready`, in call order.
+    fn take_threadsafe(&self, ready: &mut VecDeque<ReadyCallback<L>>) {
+        self.shared
+            .take_pending(|(callback, origin)| ready.push_back(Rc::new(Once::new(callback, origin, ()))));
     }
 
     /// A handle for other threads.
@@ -216,23 +229,18 @@ impl<L: PollIo> BaseEventLoop<L> {
         }
         let started = Instant::now();
         self.counters.run_started.set(Some(started));
-        let outcome = loop {
+        // Resets the state however the run ends, a panic included (one can
+        // only escape from the selector or a destructor).
+        let _running = Running { engine: self, started };
+        loop {
             if done() {
-                break Ok(());
+                return Ok(());
             }
-            if let Err(err) = self.run_once(event_loop) {
-                break Err(err);
-            }
+            self.run_once(event_loop)?;
             if self.stopping.get() {
-                break Ok(());
+                return Ok(());
             }
-        };
-        let total = self.counters.time_in_run_forever.get() + started.elapsed();
-        self.counters.time_in_run_forever.set(total);
-        self.counters.run_started.set(None);
-        self.stopping.set(false);
-        self.running.set(false);
-        outcome
+        }
     }
 
     /// One iteration, in asyncio's order: purge cancelled timers, compute
@@ -250,25 +258,24 @@ impl<L: PollIo> BaseEventLoop<L> {
 
         // 2. Don't wait if there is work or a stop pending; else wait for
         //    the earliest timer, or indefinitely.
-        let timeout = if !self.ready.borrow().is_empty() || self.stopping.get() {
+        let callbacks_queued = !self.ready.borrow().is_empty();
+        let timeout = if callbacks_queued || self.stopping.get() {
             Some(Duration::ZERO)
         } else {
             let earliest = self.timers.borrow().earliest();
             earliest.map(|when| when.saturating_duration_since(Instant::now()))
         };
 
-        // 3. Wait for I/O. A zero-timeout poll is skipped when only the
-        //    wake-up fd is watched: threadsafe calls are seen through
-        //    `take_pending` below without a syscall.
+        // 3. Wait for I/O. With callbacks queued and only the wake-up fd
+        //    watched, nothing can be ready: skip the zero-timeout poll
+        //    (threadsafe calls are seen just below, without a syscall).
         if timeout != Some(Duration::ZERO) {
             self.wait_for_io(event_loop, timeout)?;
-        } else if event_loop.has_io() {
+        } else if !callbacks_queued || event_loop.has_io() {
             bump(&self.counters.select_calls, 1);
             event_loop.poll_io(timeout)?;
         }
-        self.shared.take_pending(|(callback, origin)| {
-            self.ready.borrow_mut().push_back(Rc::new(Once::new(callback, origin, ())));
-        });
+        self.take_threadsafe(&mut self.ready.borrow_mut());
 
         // 4. Move due timers to the ready queue. `<= now` never runs one
         //    early; the selector rounds its timeout up, so no spinning either.
@@ -304,50 +311,53 @@ impl<L: PollIo> BaseEventLoop<L> {
     fn run_ready(&self, event_loop: &L) {
         let mut batch = self.spare.take();
         std::mem::swap(&mut batch, &mut *self.ready.borrow_mut());
-        let mut ran = 0;
-        let mut current = None;
+        let mut progress = BatchProgress { ran: 0, origin: None, dropping: false };
         while !batch.is_empty() {
-            let outcome = catch(|| self.run_batch(event_loop, &mut batch, &mut current, &mut ran));
-            if let (Err((message, location)), Some(callback)) = (outcome, current.take()) {
-                ran += 1;
-                bump(&self.counters.panics, 1);
-                let origin = callback.origin();
-                let at = location.map_or_else(String::new, |at| format!(" (panicked at {at})"));
-                let context = ExceptionContext {
-                    message: format!("Exception in callback scheduled at {origin}{at}"),
-                    panic: Some(message),
-                    origin: Some(origin),
-                };
-                self.call_exception_handler(event_loop, &context);
+            let outcome = catch(|| self.run_batch(event_loop, &mut batch, &mut progress));
+            let (Err((message, location)), Some(origin)) = (outcome, progress.origin) else { continue };
+            // A panic while running counts as a run; one in the drop after it
+            // was already counted.
+            if !progress.dropping {
+                progress.ran += 1;
             }
+            bump(&self.counters.panics, 1);
+            let at = location.map_or_else(String::new, |at| format!(" (panicked at {at})"));
+            let context = ExceptionContext {
+                message: format!("Exception in callback scheduled at {origin}{at}"),
+                panic: Some(message),
+                origin: Some(origin),
+            };
+            self.call_exception_handler(event_loop, &context);
         }
-        bump(&self.counters.callbacks_run, ran);
+        bump(&self.counters.callbacks_run, progress.ran);
         // Keep the emptied queue's allocation for the next iteration.
         self.spare.set(batch);
     }
 
-    /// Pops and runs callbacks until `batch` is empty. `current` holds the
-    /// running one, so a panic can be reported with its origin.
+    /// Pops and runs callbacks until `batch` is empty, each dropped right
+    /// after it ran: for a reader that removed itself that is the last
+    /// reference, and what it captured may panic on drop. `progress` says
+    /// which callback a panic belongs to.
     fn run_batch(
         &self,
         event_loop: &L,
         batch: &mut VecDeque<ReadyCallback<L>>,
-        current: &mut Option<ReadyCallback<L>>,
-        ran: &mut u64,
+        progress: &mut BatchProgress,
     ) {
         let debug = self.debug.get();
         while let Some(callback) = batch.pop_front() {
-            let callback = &**current.insert(callback);
+            progress.origin = Some(callback.origin());
+            progress.dropping = false;
             let started = debug.then(Instant::now);
-            if !callback.run(event_loop) {
-                continue;
+            if callback.run(event_loop) {
+                progress.ran += 1;
+                if let Some(started) = started {
+                    self.report_if_slow(event_loop, &*callback, started.elapsed());
+                }
             }
-            *ran += 1;
-            if let Some(started) = started {
-                self.report_if_slow(event_loop, callback, started.elapsed());
-            }
+            progress.dropping = true;
+            drop(callback);
         }
-        *current = None;
     }
 
     /// Debug mode: tell the exception handler about a slow callback.
@@ -410,9 +420,14 @@ impl<L: PollIo> BaseEventLoop<L> {
         self.local.drop_tasks();
         self.closed.set(true);
         self.shared.close();
-        let dropped = std::mem::take(&mut *self.ready.borrow_mut());
-        drop(dropped);
-        self.timers.borrow_mut().clear();
+        // Free what the callbacks captured even if the user still holds their
+        // handles (a closure holding its own handle would otherwise leak).
+        // Taken out first: a closure's destructor may call back into the loop.
+        let ready = std::mem::take(&mut *self.ready.borrow_mut());
+        let timers = self.timers.borrow_mut().take_all();
+        for callback in ready.iter().chain(&timers) {
+            callback.discard();
+        }
         Ok(true)
     }
 
@@ -465,4 +480,31 @@ impl<L: PollIo> BaseEventLoop<L> {
 
 fn default_exception_handler(context: &ExceptionContext) {
     eprintln!("tulip: {context}");
+}
+
+/// Marks a `run_forever` in progress; dropping it (on return or unwind)
+/// records the time spent and resets the running and stopping flags.
+struct Running<'a, L> {
+    engine: &'a BaseEventLoop<L>,
+    started: Instant,
+}
+
+impl<L> Drop for Running<'_, L> {
+    fn drop(&mut self) {
+        let counters = &self.engine.counters;
+        counters.time_in_run_forever.set(counters.time_in_run_forever.get() + self.started.elapsed());
+        counters.run_started.set(None);
+        self.engine.stopping.set(false);
+        self.engine.running.set(false);
+    }
+}
+
+/// Where `run_batch` is, for reporting a panic that escapes it.
+struct BatchProgress {
+    /// Callbacks run so far in this batch.
+    ran: u64,
+    /// Where the callback being run (or dropped) was scheduled.
+    origin: Option<&'static Location<'static>>,
+    /// The panic came from dropping that callback, after it ran.
+    dropping: bool,
 }

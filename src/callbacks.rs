@@ -16,6 +16,10 @@ pub(crate) trait Callback<L>: Cancel {
     fn origin(&self) -> &'static Location<'static>;
     /// Told by the timer heap when this timer leaves it (fired, purged or dropped).
     fn left_heap(&self) {}
+    /// Drops the closure of a callback that will never run (the loop is
+    /// closing) without marking it cancelled, so what it captured is freed
+    /// even while a handle to it lives.
+    fn discard(&self) {}
 }
 
 pub(crate) type ReadyCallback<L> = Rc<dyn Callback<L>>;
@@ -118,6 +122,10 @@ impl<L, F: FnOnce(&L), K: OnceKind> Callback<L> for Once<F, K> {
 
     fn left_heap(&self) {
         self.kind.left_heap();
+    }
+
+    fn discard(&self) {
+        drop(self.callback.take());
     }
 }
 

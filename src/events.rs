@@ -142,11 +142,12 @@ pub trait AbstractEventLoop: Sized + 'static {
     fn add_signal_handler(&self, signum: c_int, cb: impl FnMut(&Self) + 'static) -> io::Result<()>;
 
     /// Removes this loop's handler for `signum` and restores the disposition
-    /// that was in place before; `Ok(true)` if there was one.
+    /// that was in place before; `Ok(true)` if there was one. `SIGKILL` and
+    /// `SIGSTOP` never have one: `Ok(false)`, as asyncio returns `False`.
     ///
     /// # Errors
     ///
-    /// [`InvalidInput`](io::ErrorKind::InvalidInput) for an invalid `signum`,
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) for 0 or numbers ≥ `NSIG`,
     /// or the error of `sigaction`.
     fn remove_signal_handler(&self, signum: c_int) -> io::Result<bool>;
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::base_events::{BaseEventLoop, PollIo};
 use crate::callbacks::{ReadyCallback, Repeating};
 use crate::selectors::{Backend, DefaultSelector, Events, Selector};
-use crate::signals::{check_signal, Signals};
+use crate::signals::{check_catchable, check_signal_number, Signals};
 use crate::threadsafe::closed_error;
 use crate::{AbstractEventLoop, ExceptionContext, Handle, LoopHandle, LoopStats, TimerHandle};
 
@@ -177,19 +177,38 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         }
     }
 
-    /// Forgets a user fd's handlers, cancelling them so queued copies don't run.
-    fn drop_handlers(&self, slot: usize) {
+    /// Forgets a user fd's handlers, cancelling them so queued copies don't
+    /// run, and moves them to `garbage`.
+    fn drop_handlers(&self, slot: usize, garbage: &mut Garbage<Self>) {
         let removed = self.handlers.borrow_mut().get_mut(slot).and_then(Option::take);
         if let Some(handlers) = removed {
             self.free_slots.borrow_mut().push(slot);
             self.user_fds.set(self.user_fds.get() - 1);
-            handlers.reader.iter().chain(&handlers.writer).for_each(|cb| cb.cancel());
+            for callback in handlers.reader.into_iter().chain(handlers.writer) {
+                callback.cancel();
+                garbage.push(callback);
+            }
         }
     }
 
     /// Installs `callback` as `fd`'s reader or writer (`side`), registering
     /// or modifying the selector key; the replaced one is cancelled.
     fn add_handler(&self, fd: RawFd, side: Events, callback: ReadyCallback<Self>) -> io::Result<()> {
+        let mut garbage = Garbage::new();
+        let outcome = self.install_handler(fd, side, callback, &mut garbage);
+        // Every borrow of the tables has ended: the callbacks that left them
+        // may now drop what they captured, whose destructors may use the loop.
+        drop(garbage);
+        outcome
+    }
+
+    fn install_handler(
+        &self,
+        fd: RawFd,
+        side: Events,
+        callback: ReadyCallback<Self>,
+        garbage: &mut Garbage<Self>,
+    ) -> io::Result<()> {
         let mut selector = self.selector.borrow_mut();
         let selector = selector.as_mut().ok_or_else(closed_error)?;
         let Some(key) = selector.get_key(fd) else {
@@ -198,7 +217,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             let slot = self.store_handlers(FdHandlers { reader, writer });
             self.user_fds.set(self.user_fds.get() + 1);
             if let Err(err) = selector.register(fd, side, IoHandlers(Slot::User(slot))) {
-                self.drop_handlers(slot);
+                self.drop_handlers(slot, garbage);
                 return Err(err);
             }
             return Ok(());
@@ -212,17 +231,18 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         };
         let replaced = {
             let mut table = self.handlers.borrow_mut();
-            let handlers = table[slot].as_mut().ok_or_else(|| internal_error(fd))?;
+            let handlers = table.get_mut(slot).and_then(Option::as_mut).ok_or_else(|| internal_error(fd))?;
             let place = if side == Events::READ { &mut handlers.reader } else { &mut handlers.writer };
             place.replace(callback)
         };
         if let Some(old) = replaced {
             old.cancel();
+            garbage.push(old);
         }
         if !events.contains(side) {
             if let Err(err) = selector.modify(fd, events | side, IoHandlers(Slot::User(slot))) {
                 // The selector dropped the key: drop both handlers with it.
-                self.drop_handlers(slot);
+                self.drop_handlers(slot, garbage);
                 return Err(err);
             }
         }
@@ -231,6 +251,14 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
 
     /// Removes `fd`'s reader or writer (`side`); `Ok(true)` if there was one.
     fn remove_handler(&self, fd: RawFd, side: Events) -> io::Result<bool> {
+        let mut garbage = Garbage::new();
+        let outcome = self.take_handler(fd, side, &mut garbage);
+        // As in `add_handler`: dropped once no table is borrowed.
+        drop(garbage);
+        outcome
+    }
+
+    fn take_handler(&self, fd: RawFd, side: Events, garbage: &mut Garbage<Self>) -> io::Result<bool> {
         let mut selector = self.selector.borrow_mut();
         let Some(selector) = selector.as_mut() else { return Ok(false) };
         let Some(key) = selector.get_key(fd) else { return Ok(false) };
@@ -238,18 +266,19 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         let Slot::User(slot) = slot else { return Ok(false) };
         let removed = {
             let mut table = self.handlers.borrow_mut();
-            let Some(handlers) = table[slot].as_mut() else { return Ok(false) };
+            let Some(handlers) = table.get_mut(slot).and_then(Option::as_mut) else { return Ok(false) };
             let place = if side == Events::READ { &mut handlers.reader } else { &mut handlers.writer };
             place.take()
         };
         let Some(removed) = removed else { return Ok(false) };
         removed.cancel();
+        garbage.push(removed);
         let remaining = events - side;
         if remaining.is_empty() {
             selector.unregister(fd)?;
-            self.drop_handlers(slot);
+            self.drop_handlers(slot, garbage);
         } else if let Err(err) = selector.modify(fd, remaining, IoHandlers(Slot::User(slot))) {
-            self.drop_handlers(slot);
+            self.drop_handlers(slot, garbage);
             return Err(err);
         }
         Ok(true)
@@ -265,18 +294,26 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         });
     }
 
-    /// Gives up signal handling: restores dispositions, unwatches and closes the pipe.
-    fn release_signals(&self) {
+    /// Gives up signal handling: restores dispositions, unwatches and closes
+    /// the pipe. Returns the handlers, cancelled, for the caller to drop once
+    /// it holds no borrow of the loop.
+    #[must_use]
+    fn release_signals(&self) -> HashMap<c_int, ReadyCallback<Self>> {
         let mut signals = self.signals.borrow_mut();
         if let (Some(fd), Some(selector)) = (signals.read_fd(), self.selector.borrow_mut().as_mut()) {
             let _ = selector.unregister(fd);
         }
         signals.release();
-        for (_, handler) in self.signal_handlers.borrow_mut().drain() {
-            handler.cancel();
-        }
+        let handlers = std::mem::take(&mut *self.signal_handlers.borrow_mut());
+        handlers.values().for_each(|handler| handler.cancel());
+        handlers
     }
 }
+
+/// Callbacks taken out of the loop's tables. They are dropped only once no
+/// table is borrowed: what a callback captured may, in its destructor, call
+/// back into the loop (a transport removing its reader, say).
+type Garbage<L> = Vec<ReadyCallback<L>>;
 
 fn internal_error(fd: RawFd) -> io::Error {
     io::Error::other(format!("the event loop lost track of fd {fd}"))
@@ -343,18 +380,22 @@ impl<S: Selector<IoHandlers> + 'static> AbstractEventLoop for BaseSelectorEventL
         if !self.engine.close()? {
             return Ok(());
         }
-        self.release_signals();
+        let signal_handlers = self.release_signals();
         let table = std::mem::take(&mut *self.handlers.borrow_mut());
-        for handlers in table.into_iter().flatten() {
-            handlers.reader.iter().chain(&handlers.writer).for_each(|cb| cb.cancel());
-        }
         self.free_slots.borrow_mut().clear();
         self.user_fds.set(0);
         let selector = self.selector.borrow_mut().take();
-        match selector {
-            Some(selector) => selector.close(),
-            None => Ok(()),
+        let closed = selector.map_or(Ok(()), Selector::close);
+        // Drop the handlers last, when the loop is wholly closed: their
+        // captures' destructors may call back into it.
+        for handlers in table.into_iter().flatten() {
+            for callback in handlers.reader.into_iter().chain(handlers.writer) {
+                callback.cancel();
+                drop(callback);
+            }
         }
+        drop(signal_handlers);
+        closed
     }
 
     fn is_closed(&self) -> bool {
@@ -414,7 +455,7 @@ impl<S: Selector<IoHandlers> + 'static> AbstractEventLoop for BaseSelectorEventL
 
     #[track_caller]
     fn add_signal_handler(&self, signum: c_int, cb: impl FnMut(&Self) + 'static) -> io::Result<()> {
-        check_signal(signum)?;
+        check_catchable(signum)?;
         if self.is_closed() {
             return Err(closed_error());
         }
@@ -434,26 +475,35 @@ impl<S: Selector<IoHandlers> + 'static> AbstractEventLoop for BaseSelectorEventL
             }
         }
         if let Err(err) = signals.install(signum) {
-            if signals.is_empty() {
-                drop(signals);
-                self.release_signals();
+            let nothing_installed = signals.is_empty();
+            drop(signals);
+            if nothing_installed {
+                // This loop had no handler yet: give the claim back.
+                drop(self.release_signals());
             }
             return Err(err);
         }
-        if let Some(old) = self.signal_handlers.borrow_mut().insert(signum, handler) {
+        drop(signals);
+        let replaced = self.signal_handlers.borrow_mut().insert(signum, handler);
+        if let Some(old) = replaced {
+            // Dropped here, outside any borrow: its captures may use the loop.
             old.cancel();
         }
         Ok(())
     }
 
     fn remove_signal_handler(&self, signum: c_int) -> io::Result<bool> {
-        check_signal(signum)?;
-        let Some(handler) = self.signal_handlers.borrow_mut().remove(&signum) else { return Ok(false) };
+        // SIGKILL and SIGSTOP are valid signals that never had a handler here:
+        // removing them is `Ok(false)`, as asyncio returns False.
+        check_signal_number(signum)?;
+        let removed = self.signal_handlers.borrow_mut().remove(&signum);
+        let Some(handler) = removed else { return Ok(false) };
         handler.cancel();
         let restored = self.signals.borrow_mut().restore(signum);
-        if self.signal_handlers.borrow().is_empty() {
-            self.release_signals();
-        }
+        let last_one = self.signal_handlers.borrow().is_empty();
+        let released = last_one.then(|| self.release_signals());
+        // Dropped once no borrow is held: their captures may use the loop.
+        drop((handler, released));
         restored.map(|_| true)
     }
 

@@ -34,14 +34,20 @@ pub(crate) fn nsig() -> c_int {
     }
 }
 
-/// Refuses numbers that are not signals, and those that cannot be caught.
-pub(crate) fn check_signal(signum: c_int) -> io::Result<()> {
+/// Refuses numbers that are not signals (Python's `signal.valid_signals()`).
+pub(crate) fn check_signal_number(signum: c_int) -> io::Result<()> {
     if signum < 1 || signum >= nsig() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("signal number {signum} out of range 1..{}", nsig()),
         ));
     }
+    Ok(())
+}
+
+/// Refuses what `check_signal_number` refuses, and the signals that cannot be caught.
+pub(crate) fn check_catchable(signum: c_int) -> io::Result<()> {
+    check_signal_number(signum)?;
     if signum == libc::SIGKILL || signum == libc::SIGSTOP {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

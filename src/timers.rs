@@ -13,6 +13,12 @@ use crate::callbacks::{Once, ReadyCallback, TimerBook, TimerMark};
 /// Below this many timers, cancelled ones are only purged from the top.
 const MIN_TIMERS_FOR_REBUILD: usize = 100;
 
+/// Scheduling itself purges only past this many timers. Below it the heap
+/// behaves exactly as asyncio's (purged by `run_once` alone, which asyncio's
+/// own tests count on); above it, a program that schedules and cancels
+/// millions of timers before the loop runs an iteration stays bounded too.
+const MIN_TIMERS_FOR_PURGE_ON_SCHEDULE: usize = 1 << 16;
+
 /// One scheduled timer. `entry` is the same allocation its handle shares.
 struct Timer<L> {
     when: Instant,
@@ -57,9 +63,10 @@ impl<L: 'static> TimerHeap<L> {
 
     /// Adds a timer whose entry was created with this heap's book.
     pub(crate) fn push<F: FnOnce(&L) + 'static>(&mut self, when: Instant, entry: Rc<Once<F, TimerMark>>) {
-        // Purge here too, not only in run_once: a program may schedule and
-        // cancel timers for a long time before the loop runs an iteration.
-        if self.cancelled_dominate() {
+        // Purge here too, not only in run_once, once the heap is huge: a
+        // program may schedule and cancel timers for a long time before the
+        // loop runs an iteration.
+        if self.heap.len() > MIN_TIMERS_FOR_PURGE_ON_SCHEDULE && self.cancelled_dominate() {
             self.purge_cancelled();
         }
         let sequence = self.next_sequence;
@@ -121,10 +128,17 @@ impl<L: 'static> TimerHeap<L> {
         }
     }
 
-    pub(crate) fn clear(&mut self) {
-        for timer in std::mem::take(&mut self.heap) {
-            self.leave(&timer);
-        }
+    /// Empties the heap, handing back its entries so the caller can drop
+    /// them outside any borrow of the heap.
+    pub(crate) fn take_all(&mut self) -> Vec<ReadyCallback<L>> {
+        let timers = std::mem::take(&mut self.heap).into_vec();
+        timers
+            .into_iter()
+            .map(|timer| {
+                self.leave(&timer);
+                timer.entry
+            })
+            .collect()
     }
 }
 
@@ -149,11 +163,25 @@ mod tests {
     fn scheduling_and_cancelling_without_running_stays_bounded() {
         let mut heap = Heap::new();
         let when = Instant::now() + Duration::from_secs(3600);
-        for _ in 0..100_000 {
+        for _ in 0..1_000_000 {
             schedule(&mut heap, when).cancel();
         }
-        assert!(heap.len() <= 2 * MIN_TIMERS_FOR_REBUILD + 2, "heap grew to {}", heap.len());
-        assert_eq!(heap.book.cancelled_total.get(), 100_000);
+        let bound = 2 * MIN_TIMERS_FOR_PURGE_ON_SCHEDULE + 2;
+        assert!(heap.len() <= bound, "heap grew to {}", heap.len());
+        assert_eq!(heap.book.cancelled_total.get(), 1_000_000);
+    }
+
+    #[test]
+    fn small_heaps_are_purged_only_by_run_once_as_in_asyncio() {
+        let mut heap = Heap::new();
+        let when = Instant::now() + Duration::from_secs(3600);
+        for _ in 0..150 {
+            schedule(&mut heap, when).cancel();
+        }
+        assert_eq!(heap.len(), 150);
+        assert_eq!(heap.book.cancelled_in_heap.get(), 150);
+        heap.purge_cancelled();
+        assert_eq!(heap.len(), 0);
     }
 
     #[test]

@@ -82,4 +82,3 @@ pub use selector::Selector;
 pub type SelectSelector<T> = BaseSelector<T, select::Select>;
 /// A selector over `poll(2)`: O(registered fds) per call.
 pub type PollSelector<T> = BaseSelector<T, poll::Poll>;
-

@@ -1,0 +1,55 @@
+//! Timers on the event loop: `call_soon`, `call_later`, `call_at`, cancel
+//! and stop, each printing when it runs, in milliseconds since the start.
+//!
+//! ```text
+//! cargo run --example timers
+//! ```
+//!
+//! It finishes on its own after about 300 ms.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use tulip::{AbstractEventLoop, SelectorEventLoop};
+
+/// Prints `what` with the time elapsed since `start`.
+fn say(start: Instant, now: Instant, what: &str) {
+    println!("{:>4} ms  {what}", (now - start).as_millis());
+}
+
+fn main() -> io::Result<()> {
+    let event_loop = SelectorEventLoop::new()?;
+    let start = event_loop.time();
+
+    // call_soon: run on the next iteration, in the order scheduled.
+    event_loop.call_soon(move |lp| say(start, lp.time(), "call_soon: first"));
+    event_loop.call_soon(move |lp| say(start, lp.time(), "call_soon: second"));
+
+    // call_later counts from now; call_at takes a point on the loop's clock.
+    // Scheduled out of order on purpose: they run in deadline order.
+    event_loop.call_later(Duration::from_millis(300), move |lp| {
+        say(start, lp.time(), "call_later(300 ms): stopping the loop");
+        lp.stop();
+    });
+    let doomed = event_loop.call_later(Duration::from_millis(250), move |lp| {
+        say(start, lp.time(), "call_later(250 ms): cancelled, so never printed");
+    });
+    event_loop.call_at(start + Duration::from_millis(200), move |lp| {
+        say(start, lp.time(), "call_at(start + 200 ms)");
+        // What a callback schedules runs on the next iteration.
+        lp.call_soon(move |lp| say(start, lp.time(), "call_soon from inside the 200 ms timer"));
+    });
+    event_loop.call_later(Duration::from_millis(100), move |lp| {
+        say(start, lp.time(), "call_later(100 ms): cancelling the 250 ms timer");
+        doomed.cancel();
+    });
+
+    event_loop.run_forever()?;
+    let stats = event_loop.stats();
+    say(start, event_loop.time(), "run_forever returned");
+    println!(
+        "{} iterations, {} callbacks run, {} timers fired, {} cancelled",
+        stats.iterations, stats.callbacks_run, stats.timers_fired, stats.timers_cancelled
+    );
+    event_loop.close()
+}

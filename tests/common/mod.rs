@@ -1,0 +1,209 @@
+//! Shared by the integration tests: the macro that instantiates each test
+//! case once per selector backend, a watchdog so no test can hang, and a few
+//! socket helpers.
+
+#![allow(dead_code, unused_macros)] // each test binary uses its own subset
+
+use std::io::{self, Read, Write};
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use tulip::selectors::{Backend, Selector};
+use tulip::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers, LoopHandle};
+
+/// What the test cases need beyond [`AbstractEventLoop`]: the backend's
+/// name and the debug-mode threshold, both inherent methods of
+/// [`BaseSelectorEventLoop`].
+pub trait TestLoop: AbstractEventLoop {
+    fn backend(&self) -> Backend;
+    fn set_slow_callback_duration(&self, threshold: Duration);
+}
+
+impl<S: Selector<IoHandlers> + 'static> TestLoop for BaseSelectorEventLoop<S> {
+    fn backend(&self) -> Backend {
+        BaseSelectorEventLoop::backend(self).expect("the loop is open")
+    }
+    fn set_slow_callback_duration(&self, threshold: Duration) {
+        BaseSelectorEventLoop::set_slow_callback_duration(self, threshold);
+    }
+}
+
+/// Instantiates every listed case (a `fn case<L: TestLoop>(lp: L)`) once
+/// for `SelectorEventLoop` and once per backend through
+/// `tulip::new_event_loop`, so a failure names the loop it failed on:
+/// `select::fifo`, `epoll::fifo`, `default_loop::fifo`, …
+macro_rules! per_backend {
+    ($($case:ident),* $(,)?) => {
+        mod default_loop {
+            $( #[test] fn $case() { super::$case(tulip::SelectorEventLoop::new().unwrap()) } )*
+        }
+        mod select {
+            $( #[test] fn $case() {
+                super::$case(tulip::new_event_loop(tulip::selectors::Backend::Select).unwrap())
+            } )*
+        }
+        mod poll {
+            $( #[test] fn $case() {
+                super::$case(tulip::new_event_loop(tulip::selectors::Backend::Poll).unwrap())
+            } )*
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        mod epoll {
+            $( #[test] fn $case() {
+                super::$case(tulip::new_event_loop(tulip::selectors::Backend::Epoll).unwrap())
+            } )*
+        }
+        #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd",
+                  target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
+        mod kqueue {
+            $( #[test] fn $case() {
+                super::$case(tulip::new_event_loop(tulip::selectors::Backend::Kqueue).unwrap())
+            } )*
+        }
+        /// The modules above cover every backend this target has.
+        #[test]
+        fn every_available_backend_is_tested() {
+            let tested: &[tulip::selectors::Backend] = &[
+                tulip::selectors::Backend::Select,
+                tulip::selectors::Backend::Poll,
+                #[cfg(any(target_os = "linux", target_os = "android"))]
+                tulip::selectors::Backend::Epoll,
+                #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd",
+                          target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
+                tulip::selectors::Backend::Kqueue,
+            ];
+            let mut available = tulip::selectors::Backend::available();
+            available.sort_by_key(|b| b.to_string());
+            let mut tested = tested.to_vec();
+            tested.sort_by_key(|b| b.to_string());
+            assert_eq!(available, tested);
+        }
+    };
+}
+
+/// Stops a loop from another thread if the test has not finished within
+/// `limit`, so a broken loop fails the test instead of hanging it. Drop it
+/// (or call [`Watchdog::disarm`]) when the loop has returned.
+pub struct Watchdog {
+    done: Option<mpsc::Sender<()>>,
+    fired: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    pub fn new<L: AbstractEventLoop>(event_loop: &L, limit: Duration) -> Watchdog {
+        let handle: LoopHandle<L> = event_loop.handle();
+        let (done, wait) = mpsc::channel::<()>();
+        let fired = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&fired);
+        let thread = thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+                flag.store(true, Ordering::SeqCst);
+                // Keep stopping until the loop is closed or the test ends: one
+                // stop may land between two `run_forever` calls.
+                while handle.stop().is_ok() {
+                    if wait.recv_timeout(Duration::from_millis(100)).is_ok() {
+                        break;
+                    }
+                }
+            }
+        });
+        Watchdog { done: Some(done), fired, thread: Some(thread) }
+    }
+
+    /// `true` if the limit passed and the watchdog stopped the loop.
+    pub fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Ends the watchdog, failing the test if it had to stop the loop.
+    pub fn disarm(mut self) {
+        self.finish();
+        assert!(!self.fired(), "the watchdog had to stop the loop: the test would have hung");
+    }
+
+    fn finish(&mut self) {
+        drop(self.done.take());
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("watchdog thread");
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Runs `lp` until stopped, with a watchdog of `limit`; panics if the loop
+/// fails or had to be stopped by the watchdog.
+pub fn run_bounded<L: AbstractEventLoop>(lp: &L, limit: Duration) {
+    let watchdog = Watchdog::new(lp, limit);
+    lp.run_forever().expect("run_forever");
+    watchdog.disarm();
+}
+
+/// Five seconds: the longest any single loop run in these tests may take.
+pub const LIMIT: Duration = Duration::from_secs(5);
+
+/// A connected pair of non-blocking Unix sockets.
+pub fn socketpair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+/// A socketpair whose second end is readable (one byte waiting).
+pub fn readable_pair() -> (UnixStream, UnixStream) {
+    let (mut a, b) = socketpair();
+    a.write_all(b"x").unwrap();
+    (a, b)
+}
+
+/// Reads and discards what is waiting on a non-blocking socket.
+pub fn drain(mut sock: &UnixStream) -> usize {
+    let mut total = 0;
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return total,
+            Err(err) => panic!("read: {err}"),
+        }
+    }
+}
+
+pub fn fd(sock: &UnixStream) -> RawFd {
+    sock.as_raw_fd()
+}
+
+/// Runs `f`, expecting a panic whose message contains `expected`.
+pub fn assert_panics_with(expected: &str, f: impl FnOnce()) {
+    let payload = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(message.contains(expected), "panic message {message:?} does not contain {expected:?}");
+}
+
+/// Runs a closure when dropped: stands for a value captured by a callback
+/// whose destructor calls back into the loop (a transport unregistering
+/// itself, say).
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}

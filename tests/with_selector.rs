@@ -1,0 +1,180 @@
+//! `BaseSelectorEventLoop::with_selector` over a selector of our own that
+//! wraps a real backend and can be told to fail or panic in `select`: the
+//! loop must return the error (or let the panic through) and stay usable.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::unix::io::RawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::{readable_pair, run_bounded, LIMIT};
+use tulip::selectors::{Backend, Events, Keys, Selected, Selector, SelectorKey};
+use tulip::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    None,
+    Error,
+    Panic,
+}
+
+/// A real selector whose next `select` can be made to fail or panic.
+struct Faulty {
+    inner: Box<dyn Selector<IoHandlers>>,
+    next: Rc<Cell<Fault>>,
+    selects: Rc<Cell<u32>>,
+}
+
+impl Selector<IoHandlers> for Faulty {
+    fn register(
+        &mut self,
+        fd: RawFd,
+        events: Events,
+        data: IoHandlers,
+    ) -> io::Result<&SelectorKey<IoHandlers>> {
+        self.inner.register(fd, events, data)
+    }
+    fn unregister(&mut self, fd: RawFd) -> io::Result<SelectorKey<IoHandlers>> {
+        self.inner.unregister(fd)
+    }
+    fn modify(
+        &mut self,
+        fd: RawFd,
+        events: Events,
+        data: IoHandlers,
+    ) -> io::Result<&SelectorKey<IoHandlers>> {
+        self.inner.modify(fd, events, data)
+    }
+    fn select(&mut self, timeout: Option<Duration>) -> io::Result<Selected<'_, IoHandlers>> {
+        self.selects.set(self.selects.get() + 1);
+        match self.next.replace(Fault::None) {
+            Fault::None => self.inner.select(timeout),
+            Fault::Error => Err(io::Error::other("injected select failure")),
+            Fault::Panic => panic!("injected select panic"),
+        }
+    }
+    fn get_key(&self, fd: RawFd) -> Option<&SelectorKey<IoHandlers>> {
+        self.inner.get_key(fd)
+    }
+    fn keys(&self) -> Keys<'_, IoHandlers> {
+        self.inner.keys()
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+    fn close(self) -> io::Result<()> {
+        self.inner.close()
+    }
+}
+
+type FaultyLoop = BaseSelectorEventLoop<Faulty>;
+
+fn faulty_loop(backend: Backend) -> (FaultyLoop, Rc<Cell<Fault>>, Rc<Cell<u32>>) {
+    let next = Rc::new(Cell::new(Fault::None));
+    let selects = Rc::new(Cell::new(0));
+    let selector =
+        Faulty { inner: backend.open().unwrap(), next: Rc::clone(&next), selects: Rc::clone(&selects) };
+    (BaseSelectorEventLoop::with_selector(selector).unwrap(), next, selects)
+}
+
+fn a_custom_selector_drives_the_loop(backend: Backend) {
+    let (lp, _, selects) = faulty_loop(backend);
+    assert_eq!(lp.backend().unwrap(), backend);
+    let (_a, b) = readable_pair();
+    let b_fd = common::fd(&b);
+    let runs = Rc::new(Cell::new(0));
+    let r = Rc::clone(&runs);
+    lp.add_reader(b_fd, move |lp| {
+        r.set(r.get() + 1);
+        assert!(lp.remove_reader(b_fd).unwrap());
+        lp.stop();
+    })
+    .unwrap();
+    run_bounded(&lp, LIMIT);
+    assert_eq!(runs.get(), 1);
+    assert_eq!(u64::from(selects.get()), lp.stats().select_calls);
+    lp.close().unwrap();
+}
+
+fn a_select_error_ends_run_forever_and_the_loop_stays_usable(backend: Backend) {
+    let (lp, fault, _) = faulty_loop(backend);
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = Rc::clone(&log);
+    lp.call_later(Duration::from_millis(5), move |lp| {
+        l.borrow_mut().push("timer");
+        lp.stop();
+    });
+    fault.set(Fault::Error);
+    let err = lp.run_forever().unwrap_err();
+    assert_eq!(err.to_string(), "injected select failure");
+    assert!(!lp.is_running());
+    assert!(log.borrow().is_empty());
+    // Usable: the timer still fires on the next run, and it closes.
+    run_bounded(&lp, LIMIT);
+    assert_eq!(*log.borrow(), ["timer"]);
+    lp.close().unwrap();
+}
+
+fn a_panicking_select_leaves_the_loop_not_running(backend: Backend) {
+    let (lp, fault, _) = faulty_loop(backend);
+    lp.call_later(Duration::from_millis(5), |lp| lp.stop());
+    fault.set(Fault::Panic);
+    let outcome = catch_unwind(AssertUnwindSafe(|| lp.run_forever()));
+    assert!(outcome.is_err(), "the selector's panic goes through run_forever");
+    assert!(!lp.is_running(), "a panic must not leave the loop marked running");
+    lp.close().expect("a loop that is not running can be closed");
+}
+
+fn a_panic_after_stop_does_not_leak_into_the_next_run(backend: Backend) {
+    // stop() was requested, then the iteration panicked: the request is
+    // consumed with that run, as when run_forever returns normally.
+    let (lp, fault, _) = faulty_loop(backend);
+    // An fd to watch, so the stopped iteration calls select.
+    let (_a, b) = common::socketpair();
+    lp.add_reader(common::fd(&b), |_| panic!("nothing was sent")).unwrap();
+    let runs = Rc::new(Cell::new(0));
+    lp.stop();
+    fault.set(Fault::Panic);
+    assert!(catch_unwind(AssertUnwindSafe(|| lp.run_forever())).is_err());
+    let r = Rc::clone(&runs);
+    lp.call_later(Duration::from_millis(20), move |lp| {
+        r.set(r.get() + 1);
+        lp.stop();
+    });
+    run_bounded(&lp, LIMIT);
+    assert_eq!(runs.get(), 1, "the next run lasted until its own stop");
+}
+
+macro_rules! per_backend_with_selector {
+    ($($case:ident),* $(,)?) => {
+        mod select {
+            $( #[test] fn $case() { super::$case(tulip::selectors::Backend::Select) } )*
+        }
+        mod poll {
+            $( #[test] fn $case() { super::$case(tulip::selectors::Backend::Poll) } )*
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        mod epoll {
+            $( #[test] fn $case() { super::$case(tulip::selectors::Backend::Epoll) } )*
+        }
+        #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd",
+                  target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
+        mod kqueue {
+            $( #[test] fn $case() { super::$case(tulip::selectors::Backend::Kqueue) } )*
+        }
+    };
+}
+
+per_backend_with_selector!(
+    a_custom_selector_drives_the_loop,
+    a_select_error_ends_run_forever_and_the_loop_stays_usable,
+    a_panicking_select_leaves_the_loop_not_running,
+    a_panic_after_stop_does_not_leak_into_the_next_run,
+);
