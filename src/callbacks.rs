@@ -8,10 +8,22 @@ use std::rc::Rc;
 
 use crate::events::Cancel;
 
+/// What [`Callback::run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ran {
+    /// It ran and used up its closure: dropping it runs no user code.
+    UsedUp,
+    /// It ran and keeps its closure (a reader, a task): dropping the last
+    /// reference drops what the closure captured.
+    Kept,
+    /// It was cancelled (or busy) and did not run.
+    Skipped,
+}
+
 /// A queued unit of work for a loop of type `L`.
 pub(crate) trait Callback<L>: Cancel {
-    /// Runs the callback unless it was cancelled; `true` if it ran.
-    fn run(&self, event_loop: &L) -> bool;
+    /// Runs the callback unless it was cancelled.
+    fn run(&self, event_loop: &L) -> Ran;
     /// Where it was scheduled (or the reader added).
     fn origin(&self) -> &'static Location<'static>;
     /// Told by the timer heap when this timer leaves it (fired, purged or dropped).
@@ -106,13 +118,13 @@ impl<F, K: OnceKind> Cancel for Once<F, K> {
 
 impl<L, F: FnOnce(&L), K: OnceKind> Callback<L> for Once<F, K> {
     #[inline]
-    fn run(&self, event_loop: &L) -> bool {
+    fn run(&self, event_loop: &L) -> Ran {
         match self.callback.take() {
             Some(callback) => {
                 callback(event_loop);
-                true
+                Ran::UsedUp
             }
-            None => false,
+            None => Ran::Skipped,
         }
     }
 
@@ -156,17 +168,17 @@ impl<F> Cancel for Repeating<F> {
 
 impl<L, F: FnMut(&L)> Callback<L> for Repeating<F> {
     #[inline]
-    fn run(&self, event_loop: &L) -> bool {
+    fn run(&self, event_loop: &L) -> Ran {
         if self.cancelled.get() {
-            return false;
+            return Ran::Skipped;
         }
         // A callback is never queued inside its own run, so this borrow is free.
         match self.callback.try_borrow_mut() {
             Ok(mut callback) => {
                 (*callback)(event_loop);
-                true
+                Ran::Kept
             }
-            Err(_) => false,
+            Err(_) => Ran::Skipped,
         }
     }
 

@@ -5,7 +5,8 @@
 use std::fmt;
 use std::io;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Release, SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::wakeup::Wakeup;
@@ -69,8 +70,11 @@ impl<L> Shared<L> {
         !self.pending.load(SeqCst)
     }
 
+    /// Called after the wait. A plain release store: a thread that still
+    /// sees `sleeping` afterwards only writes one spare wake-up, and the
+    /// store-then-load pair that must not be reordered is in `about_to_sleep`.
     pub(crate) fn awake(&self) {
-        self.sleeping.store(false, SeqCst);
+        self.sleeping.store(false, Release);
     }
 
     /// The wake-up fd was reported readable: consume it.

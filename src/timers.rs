@@ -90,7 +90,16 @@ impl<L: 'static> TimerHeap<L> {
 
     /// Drops cancelled timers: all of them if they are over half the heap,
     /// otherwise those at the top (which would delay the next deadline).
+    /// Free when none is cancelled: `run_once` calls it every iteration.
+    #[inline]
     pub(crate) fn purge_cancelled(&mut self) {
+        if self.book.cancelled_in_heap.get() > 0 {
+            self.purge_some();
+        }
+    }
+
+    #[inline(never)]
+    fn purge_some(&mut self) {
         if self.cancelled_dominate() {
             let mut timers = std::mem::take(&mut self.heap).into_vec();
             timers.retain(|timer| {
