@@ -555,7 +555,7 @@ impl<L: PollIo> BaseEventLoop<L> {
             select_calls: c.select_calls.get(),
             events_received: c.events_received.get(),
             timers_in_heap: timers.len(),
-            timers_fired: timers.fired,
+            timers_fired: timers.book.fired.get(),
             timers_cancelled: timers.book.cancelled_total.get(),
             panics: c.panics.get(),
             time_blocked: blocked,
