@@ -77,10 +77,6 @@ impl TulipBatch {
         self.event_loop.run_forever().expect("run_forever");
         self.counter.get()
     }
-
-    pub fn iterations(&self) -> u64 {
-        self.event_loop.stats().iterations
-    }
 }
 
 type FloorCallback = Box<dyn FnOnce(&MinimalLoop)>;
@@ -252,17 +248,25 @@ impl TulipTimers {
 // ---------------------------------------------------------------------------
 // call_later + cancel
 
-/// tulip: schedule a timer and cancel it, `n` times, without running the
-/// loop: the heap must purge cancelled timers by itself.
+/// tulip: schedule a timer and cancel it, `n` times, then one iteration of
+/// the loop (which purges what was cancelled), as a loop that sets and
+/// clears timeouts does. Returns the timers in the heap after the
+/// iteration; [`peak`](Self::peak) is the most there were before one.
 pub struct TulipScheduleCancel {
     event_loop: SelectorEventLoop,
     counter: Rc<Cell<u64>>,
     delays: Lcg,
+    peak: usize,
 }
 
 impl TulipScheduleCancel {
     pub fn new() -> TulipScheduleCancel {
-        TulipScheduleCancel { event_loop: new_loop(), counter: Rc::new(Cell::new(0)), delays: Lcg::new(7) }
+        TulipScheduleCancel {
+            event_loop: new_loop(),
+            counter: Rc::new(Cell::new(0)),
+            delays: Lcg::new(7),
+            peak: 0,
+        }
     }
 
     #[inline(never)]
@@ -273,11 +277,20 @@ impl TulipScheduleCancel {
             let handle = self.event_loop.call_later(delay, move |_| counter.set(counter.get() + 1));
             handle.cancel();
         }
+        self.peak = self.peak.max(self.timers_in_heap());
+        self.event_loop.stop();
+        self.event_loop.run_forever().expect("run_forever");
+        assert_eq!(self.counter.get(), 0, "no cancelled timer ran");
         self.timers_in_heap()
     }
 
     pub fn timers_in_heap(&self) -> usize {
         self.event_loop.stats().timers_in_heap
+    }
+
+    /// The most timers the heap held (before an iteration purged them).
+    pub fn peak(&self) -> usize {
+        self.peak
     }
 }
 
