@@ -403,7 +403,9 @@ impl<L: PollIo> BaseEventLoop<L> {
             if ran != Ran::UsedUp {
                 progress.before_drop(callback, ran);
             }
-            batch.pop_front();
+            if let Some(callback) = batch.pop_front() {
+                callback.release();
+            }
             progress.done += 1;
         }
     }

@@ -24,6 +24,12 @@ pub(crate) enum Ran {
 pub(crate) trait Callback<L>: Cancel {
     /// Runs the callback unless it was cancelled.
     fn run(&self, event_loop: &L) -> Ran;
+    /// Drops one reference to it. The same as `drop`, but compiled for each
+    /// concrete type, so the run phase's drop needs no layout from the vtable.
+    #[inline]
+    fn release(self: Rc<Self>) {
+        drop(self);
+    }
     /// Where it was scheduled (or the reader added).
     fn origin(&self) -> &'static Location<'static>;
     /// Told by the timer heap when this timer leaves it (fired, purged or

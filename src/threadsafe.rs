@@ -83,17 +83,20 @@ impl<L> Shared<L> {
         self.woken.store(false, SeqCst);
     }
 
-    /// Moves queued callbacks out, in arrival order, if there are any.
+    /// Moves queued callbacks out, in arrival order, if there are any. One
+    /// atomic load when there are none: every `call_soon` asks.
+    #[inline]
     pub(crate) fn take_pending(&self, into: impl FnMut((SendCallback<L>, &'static Location<'static>))) {
-        if !self.pending.load(SeqCst) {
-            return;
+        if self.pending.load(SeqCst) {
+            self.take_all_pending().into_iter().for_each(into);
         }
-        let callbacks = {
-            let mut incoming = self.lock();
-            self.pending.store(false, SeqCst);
-            std::mem::take(&mut incoming.callbacks)
-        };
-        callbacks.into_iter().for_each(into);
+    }
+
+    #[inline(never)]
+    fn take_all_pending(&self) -> Vec<(SendCallback<L>, &'static Location<'static>)> {
+        let mut incoming = self.lock();
+        self.pending.store(false, SeqCst);
+        std::mem::take(&mut incoming.callbacks)
     }
 
     /// Refuses further calls and drops what is queued.
