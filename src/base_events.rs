@@ -70,6 +70,31 @@ fn monotonic_nanos() -> u64 {
     (now.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(now.tv_nsec as u64)
 }
 
+/// Batches of at least this many callbacks are run with prefetching.
+const PREFETCH_FROM: usize = 4096;
+/// How far ahead in the batch to prefetch.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Hints the CPU to bring the memory of `value` into the cache (its first
+/// and last byte: an entry may straddle two lines). Only a hint: no effect
+/// on what the program does, and none on other architectures.
+#[inline(always)]
+fn prefetch<T: ?Sized>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let first = (value as *const T).cast::<i8>();
+        let last = first.wrapping_add(std::mem::size_of_val(value).saturating_sub(1));
+        // SAFETY: prefetching reads no memory and cannot fault, whatever the address.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(first);
+            _mm_prefetch::<_MM_HINT_T0>(last);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// How far [`BaseEventLoop::run_batch`] got: callbacks taken off the batch
 /// and dropped, how many of those were cancelled and did not run, and where
 /// the last one that could run user code when dropped was scheduled.
@@ -398,15 +423,53 @@ impl<L: PollIo> BaseEventLoop<L> {
         if self.debug.get() {
             return self.run_batch_debug(event_loop, batch, progress);
         }
-        while let Some(callback) = batch.front() {
-            let ran = callback.run(event_loop);
-            if ran != Ran::UsedUp {
-                progress.before_drop(callback, ran);
+        if batch.len() >= PREFETCH_FROM {
+            return self.run_large_batch(event_loop, batch, progress);
+        }
+        while self.run_front(event_loop, batch, progress) {}
+    }
+
+    /// One step of [`run_batch`](Self::run_batch): runs the callback at the
+    /// front of `batch`, then takes it off and drops it; `false` if there
+    /// was none.
+    #[inline(always)]
+    fn run_front(
+        &self,
+        event_loop: &L,
+        batch: &mut VecDeque<ReadyCallback<L>>,
+        progress: &mut Progress,
+    ) -> bool {
+        let Some(callback) = batch.front() else { return false };
+        let ran = callback.run(event_loop);
+        if ran != Ran::UsedUp {
+            progress.before_drop(callback, ran);
+        }
+        if let Some(callback) = batch.pop_front() {
+            callback.release();
+        }
+        progress.done += 1;
+        true
+    }
+
+    /// [`run_batch`](Self::run_batch) for a batch too large for the cache
+    /// (a burst of due timers, typically): the entries were allocated long
+    /// ago, in another order, so each one's first touch is a cache miss.
+    /// Asking for the memory of the entry `PREFETCH_AHEAD` places ahead lets
+    /// those misses overlap instead of coming one after another.
+    #[cold]
+    fn run_large_batch(
+        &self,
+        event_loop: &L,
+        batch: &mut VecDeque<ReadyCallback<L>>,
+        progress: &mut Progress,
+    ) {
+        loop {
+            if let Some(ahead) = batch.get(PREFETCH_AHEAD) {
+                prefetch(&**ahead);
             }
-            if let Some(callback) = batch.pop_front() {
-                callback.release();
+            if !self.run_front(event_loop, batch, progress) {
+                return;
             }
-            progress.done += 1;
         }
     }
 
