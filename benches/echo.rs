@@ -8,10 +8,16 @@
 //! server's CPU time per request (its thread's CPU clock, user + system,
 //! read before and after every measurement) and its ratio to raw epoll.
 //!
-//! With one connection, server and load generator are pinned to one CPU
-//! (the last this process may use), so a round trip is two context
-//! switches on one core rather than two cross-core wake-ups, which depend
-//! on what else runs. `TULIP_BENCH_NO_PIN=1` turns that off.
+//! Server and load generator are pinned to one CPU (the last this process
+//! may use). Then every round goes the same way, whatever else runs on the
+//! machine: the clients write a request on every connection and block on
+//! the first reply; the server wakes to all of them ready, answers them in
+//! one batch and blocks; the clients read the replies. Requests per second
+//! measure the CPU time of a round trip (both sides, two context switches),
+//! and the server's CPU time per request is its own work for a full batch.
+//! Unpinned, how many requests a server finds per wake-up depends on how
+//! fast it is and on what else runs, and a faster server then pays for more
+//! wake-ups per request. `TULIP_BENCH_NO_PIN=1` runs unpinned all the same.
 //!
 //! ```text
 //! cargo bench -p tulip-benches --bench echo             # about 2 minutes
@@ -39,7 +45,7 @@ fn echo(c: &mut Criterion) {
         group.warm_up_time(Duration::from_secs(1));
         group.measurement_time(Duration::from_secs(3));
         group.sample_size(30);
-        let placement = if pin && conns == 1 { vec![cpus[cpus.len() - 1]] } else { Vec::new() };
+        let placement = if pin { vec![cpus[cpus.len() - 1]] } else { Vec::new() };
         if !placement.is_empty() {
             pin_current_thread(&placement);
         }
