@@ -500,11 +500,17 @@ impl<L: PollIo> BaseEventLoop<L> {
     /// in memory), the next burst's allocations would each wait for a cache
     /// miss to learn where the next block is; freed top down, they come back
     /// bottom up, one after another in memory, which the CPU prefetches.
+    #[inline]
     fn free_used_up(&self) {
-        let mut used_up = std::mem::take(&mut *self.used_up.borrow_mut());
-        if used_up.is_empty() {
-            return;
+        if !self.used_up.borrow().is_empty() {
+            self.free_used_up_now();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn free_used_up_now(&self) {
+        let mut used_up = std::mem::take(&mut *self.used_up.borrow_mut());
         used_up
             .sort_unstable_by_key(|callback| std::cmp::Reverse(Rc::as_ptr(callback).cast::<()>() as usize));
         for callback in used_up.drain(..) {
