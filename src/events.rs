@@ -279,7 +279,9 @@ pub struct LoopStats {
     pub timers_cancelled: u64,
     /// Panics caught in callbacks.
     pub panics: u64,
-    /// Time spent blocked in `select` with a non-zero timeout.
+    /// Time spent blocked in `select` with a non-zero timeout, measured
+    /// (on Linux) with the coarse monotonic clock: to a clock tick (1-4 ms)
+    /// per wait, exact over many.
     pub time_blocked: Duration,
     /// Time spent in `run_forever` not blocked: running callbacks and the loop itself.
     pub time_running: Duration,
