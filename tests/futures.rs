@@ -1,6 +1,7 @@
 //! Layer 3: futures, tasks and run_until_complete, on every backend.
 
-mod layer3_util;
+#[macro_use]
+mod common;
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
@@ -12,7 +13,7 @@ use std::task::{Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use layer3_util::drop_flag;
+use common::drop_flag;
 use tulip::{AbstractEventLoop, DynSelectorEventLoop};
 
 backend_tests!(

@@ -1,7 +1,8 @@
 //! Layer 3: sock_accept, sock_connect, sock_recv and sock_sendall on every
 //! backend, over 127.0.0.1 and Unix-domain sockets.
 
-mod layer3_util;
+#[macro_use]
+mod common;
 
 use std::future::{poll_fn, Future};
 use std::io::{self, Read, Write};

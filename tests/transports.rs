@@ -1,7 +1,8 @@
 //! Layer 3: transports and protocols on every backend, over 127.0.0.1 and
 //! Unix-domain sockets.
 
-mod layer3_util;
+#[macro_use]
+mod common;
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};

@@ -1,13 +1,17 @@
-//! Shared by the integration tests: the macro that instantiates each test
-//! case once per selector backend, a watchdog so no test can hang, and a few
-//! socket helpers.
+//! Shared by the integration tests: the macros that instantiate each test
+//! case once per selector backend, watchdogs so no test can hang, a few
+//! socket helpers, and (in [`example`]) the harness that runs the examples.
 
 #![allow(dead_code, unused_macros)] // each test binary uses its own subset
 
+pub mod example;
+
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{self, catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -15,7 +19,7 @@ use std::thread;
 use std::time::Duration;
 
 use tulip::selectors::{Backend, Selector};
-use tulip::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers, LoopHandle};
+use tulip::{AbstractEventLoop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, LoopHandle};
 
 /// What the test cases need beyond [`AbstractEventLoop`]: the backend's
 /// name and the debug-mode threshold, both inherent methods of
@@ -85,6 +89,72 @@ macro_rules! per_backend {
             assert_eq!(available, tested);
         }
     };
+}
+
+/// `backend_tests!(a, b)` makes `select::a`, `poll::a`, `epoll::a`,
+/// `kqueue::a`, … each running the function `a(event_loop)` on that backend
+/// through [`run_on_thread`].
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        backend_tests!(@backend select, Select, $($name),*);
+        backend_tests!(@backend poll, Poll, $($name),*);
+        backend_tests!(@backend epoll, Epoll, $($name),*);
+        backend_tests!(@backend kqueue, Kqueue, $($name),*);
+    };
+    (@backend $module:ident, $variant:ident, $($name:ident),*) => {
+        mod $module {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::common::run_on_thread(tulip::selectors::Backend::$variant, super::$name);
+                }
+            )*
+        }
+    };
+}
+
+thread_local! {
+    /// What the loop of the test on this thread reported.
+    static REPORTS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How long any one test run by [`run_on_thread`] may take before it is failed.
+pub const THREAD_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `test` with a fresh loop over `backend` on its own thread, failing
+/// if it takes longer than [`THREAD_LIMIT`] or if anything reaches the
+/// loop's exception handler. Backends not built here are skipped.
+pub fn run_on_thread(backend: Backend, test: fn(DynSelectorEventLoop)) {
+    if !Backend::available().contains(&backend) {
+        eprintln!("{backend} is not available here: skipped");
+        return;
+    }
+    let (done, finished) = mpsc::channel();
+    let worker = thread::Builder::new()
+        .name(format!("test-{backend}"))
+        .spawn(move || {
+            let event_loop = tulip::new_event_loop(backend).expect("new_event_loop");
+            // Anything reported to the default handler fails the test; tests
+            // that expect reports install their own handler.
+            event_loop.set_exception_handler(Some(Box::new(|_, context| {
+                REPORTS.with(|reports| reports.borrow_mut().push(context.to_string()));
+            })));
+            test(event_loop);
+            let reports = REPORTS.with(|reports| reports.take());
+            assert!(reports.is_empty(), "the loop reported: {reports:?}");
+            let _ = done.send(());
+        })
+        .expect("spawn test thread");
+    match finished.recv_timeout(THREAD_LIMIT) {
+        Ok(()) => worker.join().expect("test thread"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Err(payload) => panic::resume_unwind(payload),
+            Ok(()) => unreachable!("the test thread ended without reporting"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{backend}: test still running after {THREAD_LIMIT:?}")
+        }
+    }
 }
 
 /// Stops a loop from another thread if the test has not finished within
@@ -206,4 +276,12 @@ impl<F: FnMut()> Drop for OnDrop<F> {
     fn drop(&mut self) {
         (self.0)();
     }
+}
+
+/// A new flag and the guard that sets it when dropped: shows that a future
+/// (or what it owns) was dropped.
+pub fn drop_flag() -> (Rc<Cell<bool>>, OnDrop<impl FnMut()>) {
+    let flag = Rc::new(Cell::new(false));
+    let setter = Rc::clone(&flag);
+    (flag, OnDrop(move || setter.set(true)))
 }
