@@ -7,9 +7,11 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[macro_use]
 mod common;
 
 use common::example::{connect, pattern, Example};
+use tulip::selectors::Backend;
 
 /// Long enough for `cargo run` to build the example if it is not built yet.
 const START_LIMIT: Duration = Duration::from_secs(180);
@@ -35,9 +37,9 @@ fn round_trip_reading_after(stream: &TcpStream, message: &[u8], delay: Duration)
     assert!(echoed == message, "the echo differs from what was sent ({} bytes)", message.len());
 }
 
-fn echo_server_echoes_and_exits(backend: &str) {
+fn echo_callbacks_echoes_and_exits(backend: Backend) {
     let mut server =
-        Example::start("echo_callbacks", &["--port", "0", "--max-conns", "2", "--backend", backend]);
+        Example::start("echo_callbacks", &["--port", "0", "--max-conns", "2", "--backend", backend.name()]);
     let address = server.address(START_LIMIT);
 
     // First connection: small messages, every byte value, one after another.
@@ -64,33 +66,7 @@ fn echo_server_echoes_and_exits(backend: &str) {
     server.wait_success(RUN_LIMIT);
 }
 
-mod echo_callbacks {
-    #[test]
-    fn select() {
-        super::echo_server_echoes_and_exits("select");
-    }
-    #[test]
-    fn poll() {
-        super::echo_server_echoes_and_exits("poll");
-    }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    #[test]
-    fn epoll() {
-        super::echo_server_echoes_and_exits("epoll");
-    }
-    #[cfg(any(
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
-    #[test]
-    fn kqueue() {
-        super::echo_server_echoes_and_exits("kqueue");
-    }
-}
+backend_tests!(with_backend: echo_callbacks_echoes_and_exits);
 
 #[test]
 fn echo_server_closes_idle_connections() {

@@ -17,6 +17,7 @@ use common::drop_flag;
 use tulip::{AbstractEventLoop, DynSelectorEventLoop};
 
 backend_tests!(
+    run_on_thread:
     future_set_result,
     future_set_twice_is_an_error,
     future_exception,

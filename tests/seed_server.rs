@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tulip::selectors::Backend;
 
+#[macro_use]
 mod common;
 
 use common::example::{connect, pattern, Example};
@@ -51,7 +52,7 @@ fn read_echo(stream: &mut TcpStream, expected: &[u8]) {
     assert!(echoed == expected, "echo differs from what was sent");
 }
 
-fn echo_with(backend: Backend) {
+fn echoes(backend: Backend) {
     let mut server = Example::start(
         "seed_server",
         &["--port", "0", "--max-conns", "3", "--backend", &backend.to_string()],
@@ -95,34 +96,7 @@ fn echo_with(backend: Backend) {
     assert!(said("--max-conns reached (3 closed), exiting"));
 }
 
-#[test]
-fn echoes_with_select() {
-    echo_with(Backend::Select);
-}
-
-#[test]
-fn echoes_with_poll() {
-    echo_with(Backend::Poll);
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-#[test]
-fn echoes_with_epoll() {
-    echo_with(Backend::Epoll);
-}
-
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
-#[test]
-fn echoes_with_kqueue() {
-    echo_with(Backend::Kqueue);
-}
+backend_tests!(with_backend: echoes);
 
 /// The backend picked when none is named is `Backend::default()`.
 #[test]

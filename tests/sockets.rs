@@ -19,6 +19,7 @@ use std::time::Duration;
 use tulip::{AbstractEventLoop, DynSelectorEventLoop};
 
 backend_tests!(
+    run_on_thread:
     tcp_round_trip,
     tcp_large_sendall_partial_writes,
     unix_round_trip,

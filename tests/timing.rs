@@ -14,6 +14,7 @@ use common::drop_flag;
 use tulip::{AbstractEventLoop, DynSelectorEventLoop};
 
 backend_tests!(
+    run_on_thread:
     sleep_is_never_early,
     sleep_zero,
     dropped_sleep_cancels_its_timer,

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tulip::{AbstractEventLoop, DynSelectorEventLoop, Protocol, Transport};
 
 backend_tests!(
+    run_on_thread:
     echo_10_mb_with_flow_control,
     half_close_with_write_eof,
     abort_drops_the_buffer,

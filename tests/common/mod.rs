@@ -38,79 +38,79 @@ impl<S: Selector<IoHandlers> + 'static> TestLoop for BaseSelectorEventLoop<S> {
     }
 }
 
+/// `backend_tests!(runner: a, b)` makes `select::a`, `poll::a`, `epoll::a`
+/// and `kqueue::a`, each calling `common::runner(Backend::…, super::a)`, so
+/// a failure names the backend it failed on. Every backend gets its tests
+/// on every target: the runners ([`with_backend`], [`with_loop`],
+/// [`run_on_thread`]) skip, with a note, the backends this target lacks.
+macro_rules! backend_tests {
+    ($runner:ident: $($case:ident),* $(,)?) => {
+        backend_tests!(@module select, Select, $runner, $($case),*);
+        backend_tests!(@module poll, Poll, $runner, $($case),*);
+        backend_tests!(@module epoll, Epoll, $runner, $($case),*);
+        backend_tests!(@module kqueue, Kqueue, $runner, $($case),*);
+
+        /// The modules above cover every backend, so every one this target has.
+        #[test]
+        fn every_available_backend_is_tested() {
+            use tulip::selectors::Backend;
+            let mut tested = vec![Backend::Select, Backend::Poll, Backend::Epoll, Backend::Kqueue];
+            tested.sort_by_key(|b| b.to_string());
+            let mut all = Backend::ALL.to_vec();
+            all.sort_by_key(|b| b.to_string());
+            assert_eq!(all, tested);
+            for backend in Backend::available() {
+                assert!(tested.contains(&backend), "{backend} is available but not tested");
+            }
+        }
+    };
+    (@module $module:ident, $variant:ident, $runner:ident, $($case:ident),*) => {
+        mod $module {
+            $(
+                #[test]
+                fn $case() {
+                    $crate::common::$runner(tulip::selectors::Backend::$variant, super::$case);
+                }
+            )*
+        }
+    };
+}
+
 /// Instantiates every listed case (a `fn case<L: TestLoop>(lp: L)`) once
 /// for `SelectorEventLoop` and once per backend through
-/// `tulip::new_event_loop`, so a failure names the loop it failed on:
-/// `select::fifo`, `epoll::fifo`, `default_loop::fifo`, …
+/// `tulip::new_event_loop` ([`with_loop`]), so a failure names the loop it
+/// failed on: `select::fifo`, `epoll::fifo`, `default_loop::fifo`, …
 macro_rules! per_backend {
     ($($case:ident),* $(,)?) => {
         mod default_loop {
             $( #[test] fn $case() { super::$case(tulip::SelectorEventLoop::new().unwrap()) } )*
         }
-        mod select {
-            $( #[test] fn $case() {
-                super::$case(tulip::new_event_loop(tulip::selectors::Backend::Select).unwrap())
-            } )*
-        }
-        mod poll {
-            $( #[test] fn $case() {
-                super::$case(tulip::new_event_loop(tulip::selectors::Backend::Poll).unwrap())
-            } )*
-        }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        mod epoll {
-            $( #[test] fn $case() {
-                super::$case(tulip::new_event_loop(tulip::selectors::Backend::Epoll).unwrap())
-            } )*
-        }
-        #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd",
-                  target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
-        mod kqueue {
-            $( #[test] fn $case() {
-                super::$case(tulip::new_event_loop(tulip::selectors::Backend::Kqueue).unwrap())
-            } )*
-        }
-        /// The modules above cover every backend this target has.
-        #[test]
-        fn every_available_backend_is_tested() {
-            let tested: &[tulip::selectors::Backend] = &[
-                tulip::selectors::Backend::Select,
-                tulip::selectors::Backend::Poll,
-                #[cfg(any(target_os = "linux", target_os = "android"))]
-                tulip::selectors::Backend::Epoll,
-                #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd",
-                          target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
-                tulip::selectors::Backend::Kqueue,
-            ];
-            let mut available = tulip::selectors::Backend::available();
-            available.sort_by_key(|b| b.to_string());
-            let mut tested = tested.to_vec();
-            tested.sort_by_key(|b| b.to_string());
-            assert_eq!(available, tested);
-        }
+        backend_tests!(with_loop: $($case),*);
     };
 }
 
-/// `backend_tests!(a, b)` makes `select::a`, `poll::a`, `epoll::a`,
-/// `kqueue::a`, … each running the function `a(event_loop)` on that backend
-/// through [`run_on_thread`].
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
-        backend_tests!(@backend select, Select, $($name),*);
-        backend_tests!(@backend poll, Poll, $($name),*);
-        backend_tests!(@backend epoll, Epoll, $($name),*);
-        backend_tests!(@backend kqueue, Kqueue, $($name),*);
-    };
-    (@backend $module:ident, $variant:ident, $($name:ident),*) => {
-        mod $module {
-            $(
-                #[test]
-                fn $name() {
-                    $crate::common::run_on_thread(tulip::selectors::Backend::$variant, super::$name);
-                }
-            )*
-        }
-    };
+/// `true` if this target has `backend`; otherwise says the test is skipped.
+fn available(backend: Backend) -> bool {
+    let available = Backend::available().contains(&backend);
+    if !available {
+        eprintln!("{backend} is not available here: skipped");
+    }
+    available
+}
+
+/// Runs `test(backend)`, unless this target lacks `backend`.
+pub fn with_backend(backend: Backend, test: fn(Backend)) {
+    if available(backend) {
+        test(backend);
+    }
+}
+
+/// Runs `test` on this thread with a fresh loop over `backend`, unless this
+/// target lacks `backend`.
+pub fn with_loop(backend: Backend, test: fn(DynSelectorEventLoop)) {
+    if available(backend) {
+        test(tulip::new_event_loop(backend).expect("new_event_loop"));
+    }
 }
 
 thread_local! {
@@ -125,8 +125,7 @@ pub const THREAD_LIMIT: Duration = Duration::from_secs(60);
 /// if it takes longer than [`THREAD_LIMIT`] or if anything reaches the
 /// loop's exception handler. Backends not built here are skipped.
 pub fn run_on_thread(backend: Backend, test: fn(DynSelectorEventLoop)) {
-    if !Backend::available().contains(&backend) {
-        eprintln!("{backend} is not available here: skipped");
+    if !available(backend) {
         return;
     }
     let (done, finished) = mpsc::channel();
