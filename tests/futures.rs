@@ -120,15 +120,22 @@ fn task_result(event_loop: DynSelectorEventLoop) {
     assert_eq!(event_loop.pending_tasks(), 0);
 }
 
-fn task_cancel_drops_the_future(event_loop: DynSelectorEventLoop) {
-    let event_loop = Rc::new(event_loop);
+/// A task that sleeps for an hour holding an `Rc` of the loop (a cycle
+/// only cancellation or `close` breaks) and a drop guard: the flag is set
+/// once the task's future has been dropped.
+fn hour_long_task(event_loop: &Rc<DynSelectorEventLoop>) -> (tulip::Task<()>, Rc<Cell<bool>>) {
     let (dropped, guard) = drop_flag();
-    let lp = event_loop.clone();
+    let lp = Rc::clone(event_loop);
     let task = event_loop.create_task(async move {
         let _guard = guard;
         tulip::sleep(&*lp, Duration::from_secs(3600)).await;
-        "never"
     });
+    (task, dropped)
+}
+
+fn task_cancel_drops_the_future(event_loop: DynSelectorEventLoop) {
+    let event_loop = Rc::new(event_loop);
+    let (task, dropped) = hour_long_task(&event_loop);
     let canceller = task.clone();
     event_loop.call_later(Duration::from_millis(5), move |_| assert!(canceller.cancel()));
     let outcome = event_loop.run_until_complete(task.clone()).unwrap();
@@ -329,13 +336,7 @@ fn run_until_complete_stopped(event_loop: DynSelectorEventLoop) {
 
 fn close_drops_pending_tasks(event_loop: DynSelectorEventLoop) {
     let event_loop = Rc::new(event_loop);
-    let (dropped, guard) = drop_flag();
-    let lp = event_loop.clone();
-    let task = event_loop.create_task(async move {
-        let _guard = guard;
-        // Holding the loop: a cycle that close() breaks.
-        tulip::sleep(&*lp, Duration::from_secs(3600)).await;
-    });
+    let (task, dropped) = hour_long_task(&event_loop);
     run_one_iteration(&event_loop);
     assert!(!dropped.get());
     // One more, queued but never run.

@@ -122,6 +122,13 @@ fn run<F: std::future::Future>(event_loop: &DynSelectorEventLoop, fut: F) -> F::
     event_loop.run_until_complete(tulip::wait_for(event_loop, fut, Duration::from_secs(30))).unwrap().unwrap()
 }
 
+/// Connects to `addr` with a [`Recorder`] writing to `log`.
+fn connect_recording(event_loop: &DynSelectorEventLoop, addr: SocketAddr, log: &SharedLog) -> Transport {
+    let log = log.clone();
+    let (transport, _) = run(event_loop, event_loop.create_connection(addr, move || Recorder(log))).unwrap();
+    transport
+}
+
 /// A server whose protocols share one log (the last connection's).
 fn recording_server(event_loop: &DynSelectorEventLoop, log: &SharedLog) -> tulip::Server {
     let log = log.clone();
@@ -271,9 +278,7 @@ fn half_close_with_write_eof(event_loop: DynSelectorEventLoop) {
     let log = server_log.clone();
     let server = event_loop.create_server(localhost(), move || Answer(None, log.clone())).unwrap();
     let client_log = new_log(&event_loop);
-    let factory_log = client_log.clone();
-    let (transport, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(factory_log))).unwrap();
+    let transport = connect_recording(&event_loop, port_of(&server), &client_log);
     transport.write(b"hello, ").unwrap();
     transport.write(b"world").unwrap();
     transport.write_eof().unwrap();
@@ -290,9 +295,7 @@ fn abort_drops_the_buffer(event_loop: DynSelectorEventLoop) {
     let server_log = new_log(&event_loop);
     let server = recording_server(&event_loop, &server_log);
     let client_log = new_log(&event_loop);
-    let factory_log = client_log.clone();
-    let (transport, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(factory_log))).unwrap();
+    let transport = connect_recording(&event_loop, port_of(&server), &client_log);
     // Let the server's connection_made run, then stop it reading.
     run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(5)));
     server_log.borrow().transport.as_ref().unwrap().pause_reading();
@@ -316,9 +319,7 @@ fn close_flushes_the_buffer(event_loop: DynSelectorEventLoop) {
     let server_log = new_log(&event_loop);
     let server = recording_server(&event_loop, &server_log);
     let client_log = new_log(&event_loop);
-    let factory_log = client_log.clone();
-    let (transport, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(factory_log))).unwrap();
+    let transport = connect_recording(&event_loop, port_of(&server), &client_log);
     let big: Vec<u8> = (0..8 << 20).map(pattern).collect();
     transport.write(&big).unwrap();
     transport.close();
@@ -419,28 +420,14 @@ fn server_close_stops_accepting(event_loop: DynSelectorEventLoop) {
 
 /// Accepts one connection on a plain listener and resets it (SO_LINGER 0).
 fn reset_next_connection(listener: &TcpListener) {
-    let (stream, _) = listener.accept().unwrap();
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt with a valid pointer to a `linger` and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            std::os::unix::io::AsRawFd::as_raw_fd(&stream),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
+    common::reset(listener.accept().unwrap().0);
 }
 
 fn peer_reset_reaches_connection_lost(event_loop: DynSelectorEventLoop) {
     let listener = TcpListener::bind(localhost()).unwrap();
     let addr = listener.local_addr().unwrap();
     let log = new_log(&event_loop);
-    let factory_log = log.clone();
-    let (transport, _) =
-        run(&event_loop, event_loop.create_connection(addr, || Recorder(factory_log))).unwrap();
+    let transport = connect_recording(&event_loop, addr, &log);
     reset_next_connection(&listener);
     assert_eq!(run(&event_loop, lost(&log)).unwrap(), Some(io::ErrorKind::ConnectionReset));
     assert!(transport.is_closing());
@@ -482,16 +469,12 @@ fn connection_lost_never_inside_write(event_loop: DynSelectorEventLoop) {
 fn write_after_close_or_eof(event_loop: DynSelectorEventLoop) {
     let server_log = new_log(&event_loop);
     let server = recording_server(&event_loop, &server_log);
-    let (a, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(new_log(&event_loop))))
-            .unwrap();
+    let a = connect_recording(&event_loop, port_of(&server), &new_log(&event_loop));
     a.write_eof().unwrap();
     assert_eq!(a.write(b"x").unwrap_err().kind(), io::ErrorKind::InvalidInput);
     a.write_eof().unwrap(); // again: nothing
     a.write(b"").unwrap(); // empty writes are always fine
-    let (b, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(new_log(&event_loop))))
-            .unwrap();
+    let b = connect_recording(&event_loop, port_of(&server), &new_log(&event_loop));
     b.close();
     assert_eq!(b.write(b"x").unwrap_err().kind(), io::ErrorKind::BrokenPipe);
     b.abort(); // after close: harmless
@@ -503,9 +486,7 @@ fn write_after_close_or_eof(event_loop: DynSelectorEventLoop) {
 fn buffer_limits(event_loop: DynSelectorEventLoop) {
     let server_log = new_log(&event_loop);
     let server = recording_server(&event_loop, &server_log);
-    let (t, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(new_log(&event_loop))))
-            .unwrap();
+    let t = connect_recording(&event_loop, port_of(&server), &new_log(&event_loop));
     assert_eq!(t.get_write_buffer_limits(), (16 << 10, 64 << 10));
     t.set_write_buffer_limits(Some(1000), None).unwrap();
     assert_eq!(t.get_write_buffer_limits(), (250, 1000));
@@ -526,9 +507,7 @@ fn pause_and_resume_reading(event_loop: DynSelectorEventLoop) {
     let server_log = new_log(&event_loop);
     let server = recording_server(&event_loop, &server_log);
     let client_log = new_log(&event_loop);
-    let factory_log = client_log.clone();
-    let (t, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(factory_log))).unwrap();
+    let t = connect_recording(&event_loop, port_of(&server), &client_log);
     assert!(t.is_reading());
     t.pause_reading();
     assert!(!t.is_reading());
@@ -548,8 +527,7 @@ fn addresses(event_loop: DynSelectorEventLoop) {
     let server_log = new_log(&event_loop);
     let server = recording_server(&event_loop, &server_log);
     let addr = port_of(&server);
-    let (t, _) =
-        run(&event_loop, event_loop.create_connection(addr, || Recorder(new_log(&event_loop)))).unwrap();
+    let t = connect_recording(&event_loop, addr, &new_log(&event_loop));
     assert_eq!(t.peer_addr().unwrap().as_inet().unwrap(), addr);
     run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(5)));
     let server_side = server_log.borrow().transport.clone().unwrap();

@@ -8,6 +8,7 @@ pub mod example;
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, catch_unwind, AssertUnwindSafe};
@@ -235,6 +236,23 @@ pub fn readable_pair() -> (UnixStream, UnixStream) {
     let (mut a, b) = socketpair();
     a.write_all(b"x").unwrap();
     (a, b)
+}
+
+/// Sets `SO_LINGER` to zero and closes: the peer gets a reset, not an EOF.
+pub fn reset(stream: TcpStream) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt with a valid pointer to a `linger` and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(stream);
 }
 
 /// Reads and discards what is waiting on a non-blocking socket.
