@@ -23,7 +23,7 @@ use tulip::DynSelectorEventLoop;
 const USAGE: &str = "usage: echo_async [--port P] [--backend NAME] [--max-conns N]";
 
 fn main() -> io::Result<()> {
-    let args = ServerArgs::parse(USAGE)?;
+    let args = ServerArgs::parse(USAGE).unwrap_or_else(common::usage_exit);
     let event_loop = Rc::new(tulip::new_event_loop(args.backend)?);
     let listener = TcpListener::bind(("127.0.0.1", args.port))?;
     println!("listening on {}", listener.local_addr()?);

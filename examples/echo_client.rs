@@ -29,7 +29,7 @@ use tulip::DynSelectorEventLoop;
 const USAGE: &str = "usage: echo_client --port P [--backend NAME] [--conns N] [--messages N] [--size BYTES]";
 
 fn main() -> io::Result<()> {
-    let args = Args::parse()?;
+    let args = Args::parse().unwrap_or_else(common::usage_exit);
     let event_loop = Rc::new(tulip::new_event_loop(args.backend)?);
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let start = Instant::now();

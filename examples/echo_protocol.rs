@@ -81,7 +81,7 @@ impl Finish {
 }
 
 fn main() -> io::Result<()> {
-    let args = ServerArgs::parse(USAGE)?;
+    let args = ServerArgs::parse(USAGE).unwrap_or_else(common::usage_exit);
     let event_loop = tulip::new_event_loop(args.backend)?;
     let finished = Rc::new(Finish { left: Cell::new(args.max_conns), done: event_loop.create_future() });
     let shared = Rc::clone(&finished);

@@ -55,3 +55,23 @@ fn echo_async_serves_the_client() {
 fn echo_protocol_serves_the_client() {
     check_server("echo_protocol");
 }
+
+/// Every Layer 3 echo example treats a bad command line alike: the problem
+/// and the usage line on stderr, exit status 2, nothing served.
+#[test]
+fn bad_command_lines_exit_2_with_the_usage() {
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("echo_async", &["--bogus", "1"], "unknown option --bogus"),
+        ("echo_protocol", &["--max-conns", "0"], "--max-conns must be at least 1"),
+        ("echo_async", &["--max-conns", "0"], "--max-conns must be at least 1"),
+        ("echo_protocol", &["--port"], "--port needs a value"),
+        ("echo_client", &["--conns", "2"], "--port is required"),
+    ];
+    for (example, args, problem) in cases {
+        let output = Example::run(example, args, START_TIMEOUT);
+        assert_eq!(output.status.code(), Some(2), "{example} {args:?}: {}", output.stderr);
+        assert!(output.stderr.contains(problem), "{example} {args:?}: {}", output.stderr);
+        assert!(output.stderr.contains(&format!("usage: {example}")), "{example}: {}", output.stderr);
+        assert!(output.stdout.is_empty(), "{example} {args:?} printed {:?}", output.stdout);
+    }
+}

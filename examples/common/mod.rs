@@ -80,6 +80,16 @@ impl ServerArgs {
                 _ => return Err(flags.unknown(&flag)),
             }
         }
+        if args.max_conns == Some(0) {
+            return Err(flags.error("--max-conns must be at least 1"));
+        }
         Ok(args)
     }
+}
+
+/// Ends the process for a command-line mistake: the message (with the usage
+/// line) on stderr and exit status 2, as the other examples do.
+pub fn usage_exit<T>(err: io::Error) -> T {
+    eprintln!("{err}");
+    std::process::exit(2)
 }
