@@ -17,7 +17,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::panic;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -272,10 +272,26 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
         let made = if self.conn_lost.get() {
             Some(false) // aborted before it started: the protocol hears nothing
         } else {
-            self.with_protocol(|protocol| {
-                protocol.connection_made(transport);
-                true
-            })
+            // A panic in `connection_made` closes the transport (see
+            // `with_protocol`); `create_connection` must hear of it, or it
+            // would wait for the waiter forever.
+            let called = panic::catch_unwind(AssertUnwindSafe(|| {
+                self.with_protocol(|protocol| {
+                    protocol.connection_made(transport);
+                    true
+                })
+            }));
+            match called {
+                Ok(made) => made,
+                Err(payload) => {
+                    if let Some(waiter) = waiter {
+                        let message =
+                            payload.downcast_ref::<String>().map_or("protocol panicked", String::as_str);
+                        let _ = waiter.set_exception(io::Error::other(message.to_owned()));
+                    }
+                    panic::resume_unwind(payload);
+                }
+            }
         };
         if made.is_none() && self.protocol.borrow().is_some() {
             // The protocol is borrowed (by its owner): try again next time.

@@ -32,6 +32,7 @@ backend_tests!(
     addresses,
     unix_echo,
     dropped_create_connection_closes,
+    panic_in_connection_made_fails_create_connection,
 );
 
 /// What a [`Recorder`] saw, shared with the test.
@@ -603,4 +604,34 @@ fn dropped_create_connection_closes(event_loop: DynSelectorEventLoop) {
         assert!(events.is_empty() || events == ["made", "lost:None"], "{events:?}");
     }
     server.close();
+}
+
+/// Collects what reaches the loop's exception handler (these tests expect reports).
+fn collect_reports(event_loop: &DynSelectorEventLoop) -> Rc<RefCell<Vec<String>>> {
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let sink = reports.clone();
+    event_loop
+        .set_exception_handler(Some(Box::new(move |_, context| sink.borrow_mut().push(context.to_string()))));
+    reports
+}
+
+fn panic_in_connection_made_fails_create_connection(event_loop: DynSelectorEventLoop) {
+    struct Panics;
+    impl Protocol for Panics {
+        fn connection_made(&mut self, _transport: Transport) {
+            panic!("connection_made fails");
+        }
+    }
+    let reports = collect_reports(&event_loop);
+    let listener = TcpListener::bind(localhost()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let Err(err) = run(&event_loop, event_loop.create_connection(addr, || Panics)) else {
+        panic!("create_connection succeeded although connection_made panicked");
+    };
+    assert!(err.to_string().contains("connection_made fails"), "{err}");
+    run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(5)));
+    assert_eq!(event_loop.watched_fds(), 0, "the transport closed");
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].contains("connection_made fails"), "{reports:?}");
 }
