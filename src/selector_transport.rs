@@ -493,22 +493,42 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
     /// The last callback: unwatch, tell the protocol, close the socket.
     fn call_connection_lost(&self, event_loop: &L, err: Option<io::Error>) {
         self.sync(event_loop);
+        // From here the socket closes and the protocol is let go however
+        // `connection_lost` ends, a panic included: otherwise the protocol
+        // (which may hold its `Transport`) and the transport keep each other,
+        // and the socket, alive for good.
+        let mut teardown = Teardown { transport: self, armed: true };
         let mut err = Some(err);
         let delivered = self.protocol.borrow().is_none()
             || !self.made.get()
             || self.with_protocol(|protocol| protocol.connection_lost(err.take().flatten())).is_some();
         if !delivered {
             // The protocol is borrowed: try again next time.
+            teardown.armed = false;
             let Some(me) = self.rc() else { return };
             let err = err.flatten();
             self.local.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
+        }
+    }
+}
+
+/// Closes a transport's socket and drops its protocol when it goes out of
+/// scope, unless disarmed: the end of [`SocketTransport::call_connection_lost`].
+struct Teardown<'a, L> {
+    transport: &'a SocketTransport<L>,
+    armed: bool,
+}
+
+impl<L> Drop for Teardown<'_, L> {
+    fn drop(&mut self) {
+        if !self.armed {
             return;
         }
-        let protocol = self.protocol.borrow_mut().take();
+        let protocol = self.transport.protocol.borrow_mut().take();
         drop(protocol);
-        let sock = self.sock.borrow_mut().take();
+        let sock = self.transport.sock.borrow_mut().take();
         drop(sock);
-        self.buffer.borrow_mut().clear();
+        self.transport.buffer.borrow_mut().clear();
     }
 }
 

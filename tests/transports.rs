@@ -33,6 +33,7 @@ backend_tests!(
     unix_echo,
     dropped_create_connection_closes,
     panic_in_connection_made_fails_create_connection,
+    panic_in_connection_lost_still_closes_the_socket,
 );
 
 /// What a [`Recorder`] saw, shared with the test.
@@ -634,4 +635,30 @@ fn panic_in_connection_made_fails_create_connection(event_loop: DynSelectorEvent
     let reports = reports.borrow();
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert!(reports[0].contains("connection_made fails"), "{reports:?}");
+}
+
+fn panic_in_connection_lost_still_closes_the_socket(event_loop: DynSelectorEventLoop) {
+    // The protocol keeps its transport (as most do) and closes it at once.
+    struct Panics(Option<Transport>);
+    impl Protocol for Panics {
+        fn connection_made(&mut self, transport: Transport) {
+            transport.close();
+            self.0 = Some(transport);
+        }
+        fn connection_lost(&mut self, _error: Option<io::Error>) {
+            panic!("connection_lost fails");
+        }
+    }
+    let reports = collect_reports(&event_loop);
+    let server = event_loop.create_server(localhost(), || Panics(None)).unwrap();
+    let mut client = std::net::TcpStream::connect(port_of(&server)).unwrap();
+    while reports.borrow().is_empty() {
+        run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(1)));
+    }
+    assert!(reports.borrow()[0].contains("connection_lost fails"), "{:?}", reports.borrow());
+    assert_eq!(event_loop.watched_fds(), 1, "only the listener is watched");
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let read = io::Read::read(&mut client, &mut [0u8; 16]).map_err(|e| e.kind());
+    assert_eq!(read, Ok(0), "the server's socket was closed: the client sees the end");
+    server.close();
 }
