@@ -265,10 +265,8 @@ where
     let mut future = pin!(future);
     let mut output = None;
     let mut panicked = None;
-    engine.run_until(event_loop, || {
-        if !wake_state.take_scheduled() {
-            return false;
-        }
+    // Polls the future; `true` once it is done (or panicked).
+    let mut poll = || {
         let mut cx = Context::from_waker(&waker);
         // A panic goes to our caller, with the standard hook's message.
         match panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
@@ -282,7 +280,20 @@ where
                 true
             }
         }
+    };
+    let finished = Cell::new(false);
+    engine.run_until(event_loop, || {
+        if wake_state.take_scheduled() && poll() {
+            finished.set(true);
+        }
+        finished.get()
     })?;
+    if !finished.get() && wake_state.take_scheduled() {
+        // Stopped by `stop()`, maybe in the very iteration that completed
+        // the future (a callback that sets a result and stops): as asyncio,
+        // which then finds the future done, give the result.
+        poll();
+    }
     if let Some(payload) = panicked {
         panic::resume_unwind(payload);
     }

@@ -36,6 +36,7 @@ backend_tests!(
     many_wakes_from_other_thread_one_poll,
     run_until_complete_rules,
     run_until_complete_stopped,
+    run_until_complete_stopped_as_it_completes,
     close_drops_pending_tasks,
     create_task_on_closed_loop,
 );
@@ -332,6 +333,23 @@ fn run_until_complete_stopped(event_loop: DynSelectorEventLoop) {
     assert!(outcome.unwrap_err().to_string().contains("stopped before the future completed"));
     // The loop is still usable.
     assert_eq!(event_loop.run_until_complete(async { 3 }).unwrap(), 3);
+}
+
+fn run_until_complete_stopped_as_it_completes(event_loop: DynSelectorEventLoop) {
+    // One callback completes the future and stops the loop: asyncio finds
+    // the future done and returns its result.
+    let fut = event_loop.create_future::<u32>();
+    let setter = fut.clone();
+    event_loop.call_soon(move |event_loop| {
+        setter.set_result(7).unwrap();
+        event_loop.stop();
+    });
+    assert_eq!(event_loop.run_until_complete(fut).unwrap().unwrap(), 7);
+    assert!(!event_loop.is_running());
+    // The same through a task.
+    let task = event_loop.create_task(async { 8 });
+    event_loop.call_soon(|event_loop| event_loop.stop());
+    assert_eq!(event_loop.run_until_complete(task).unwrap().unwrap(), 8);
 }
 
 fn close_drops_pending_tasks(event_loop: DynSelectorEventLoop) {
