@@ -81,7 +81,9 @@ impl<T> Clone for Task<T> {
 impl<T> Task<T> {
     /// Asks the task to stop: its future is dropped instead of being polled
     /// again (at its next poll point, not from inside this call) and
-    /// awaiters get a [`Cancelled`] error. `false` if the task was done already.
+    /// awaiters get a [`Cancelled`] error. Called while the task runs (from
+    /// inside its own future), the task ends cancelled even if that poll
+    /// completes it: its output is dropped. `false` if the task was done already.
     pub fn cancel(&self) -> bool {
         if self.shared.is_done() {
             return false;
@@ -194,6 +196,11 @@ impl<L, F: Future> Callback<L> for TaskCell<L, F> {
         };
         match polled {
             Ok(Poll::Pending) => {}
+            // Cancelled while it ran (by itself, or by what it called):
+            // `cancel` said it would be, so it is, as in asyncio.
+            Ok(Poll::Ready(_)) if self.shared.cancel_requested.get() => {
+                self.finish(Err(Cancelled.into()), true)
+            }
             Ok(Poll::Ready(output)) => self.finish(Ok(output), false),
             Err((message, location)) => {
                 let at = location.map_or_else(String::new, |at| format!(" at {at}"));

@@ -28,6 +28,7 @@ backend_tests!(
     task_cancel_drops_the_future,
     task_cancel_before_first_poll,
     task_cancel_after_done,
+    task_cancelled_while_running_ends_cancelled,
     task_panic_is_reported,
     task_awaits_task,
     task_wake_from_other_thread,
@@ -167,6 +168,26 @@ fn task_cancel_after_done(event_loop: DynSelectorEventLoop) {
     assert!(!task.cancel());
     assert!(!task.cancelled());
     assert_eq!(event_loop.run_until_complete(task).unwrap().unwrap(), 1);
+}
+
+fn task_cancelled_while_running_ends_cancelled(event_loop: DynSelectorEventLoop) {
+    // The task cancels itself in its last poll: `cancel` said true, so the
+    // task ends cancelled, its output dropped (asyncio's `_must_cancel`).
+    let slot: Rc<RefCell<Option<tulip::Task<u32>>>> = Rc::default();
+    let me = slot.clone();
+    let (dropped, guard) = drop_flag();
+    let task = event_loop.create_task(async move {
+        let task = me.borrow_mut().take().unwrap();
+        assert!(task.cancel(), "running: not done yet");
+        drop(guard);
+        5
+    });
+    *slot.borrow_mut() = Some(task.clone());
+    let err = event_loop.run_until_complete(task.clone()).unwrap().unwrap_err();
+    assert!(tulip::is_cancelled(&err), "{err}");
+    assert!(task.done() && task.cancelled());
+    assert!(dropped.get());
+    assert!(!task.cancel(), "done now");
 }
 
 fn task_panic_is_reported(event_loop: DynSelectorEventLoop) {
