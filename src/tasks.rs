@@ -149,13 +149,19 @@ struct TaskCell<L, F: Future> {
 
 impl<L, F: Future> TaskCell<L, F> {
     /// Drops the future (outside any borrow: its drop may do anything),
-    /// records the outcome, and forgets the task.
+    /// records the outcome, and forgets the task. A panic in the future's
+    /// drop goes on to the loop, but only after the awaiters were told:
+    /// they must not wait for a task that is gone.
     fn finish(&self, result: io::Result<F::Output>, cancelled: bool) {
         let future = self.future.borrow_mut().take();
-        drop(future);
+        let dropped = catch(|| drop(future));
         self.shared.complete(result, cancelled);
         if let Some(local) = self.local.upgrade() {
             local.remove_task(self.id);
+        }
+        if let Err((message, location)) = dropped {
+            let at = location.map_or_else(String::new, |at| format!(" at {at}"));
+            panic::resume_unwind(Box::new(format!("task's future panicked while dropped{at}: {message}")));
         }
     }
 }

@@ -29,6 +29,7 @@ backend_tests!(
     task_cancel_before_first_poll,
     task_cancel_after_done,
     task_cancelled_while_running_ends_cancelled,
+    task_whose_future_panics_when_dropped_still_ends,
     task_panic_is_reported,
     task_awaits_task,
     task_wake_from_other_thread,
@@ -188,6 +189,37 @@ fn task_cancelled_while_running_ends_cancelled(event_loop: DynSelectorEventLoop)
     assert!(task.done() && task.cancelled());
     assert!(dropped.get());
     assert!(!task.cancel(), "done now");
+}
+
+fn task_whose_future_panics_when_dropped_still_ends(event_loop: DynSelectorEventLoop) {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("dropped");
+        }
+    }
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let sink = reports.clone();
+    event_loop
+        .set_exception_handler(Some(Box::new(move |_, context| sink.borrow_mut().push(context.to_string()))));
+    let event_loop = Rc::new(event_loop);
+    let lp = Rc::clone(&event_loop);
+    let task = event_loop.create_task(async move {
+        let _guard = PanicsOnDrop;
+        tulip::sleep(&*lp, Duration::from_secs(3600)).await;
+    });
+    run_one_iteration(&event_loop);
+    assert!(task.cancel());
+    // Cancelling drops the future, whose drop panics: the awaiter still
+    // hears that the task is over.
+    let waited = tulip::wait_for(&*event_loop, task.clone(), Duration::from_secs(10));
+    let err = event_loop.run_until_complete(waited).unwrap().unwrap().unwrap_err();
+    assert!(tulip::is_cancelled(&err), "{err}");
+    assert!(task.done() && task.cancelled());
+    assert_eq!(event_loop.pending_tasks(), 0);
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].contains("dropped"), "{reports:?}");
 }
 
 fn task_panic_is_reported(event_loop: DynSelectorEventLoop) {
