@@ -736,12 +736,11 @@ impl<L: PollIo + AbstractEventLoop> SocketServer<L> {
         }
     }
 
+    /// Unwatches and closes the listening socket (after `close`).
     fn stop_listening(&self, event_loop: &L) {
         let _ = event_loop.remove_reader(self.fd);
-        if let Some(Listening::Unix(listener, path)) = self.listener.borrow_mut().take() {
-            drop(listener);
-            let _ = std::fs::remove_file(path);
-        }
+        let listener = self.listener.borrow_mut().take();
+        drop(listener);
     }
 }
 
@@ -749,6 +748,12 @@ impl<L: PollIo + AbstractEventLoop> ServerImpl for SocketServer<L> {
     fn close(&self) {
         if !self.serving.replace(false) {
             return;
+        }
+        // The socket file goes now, as in asyncio: the loop may never run
+        // the queued callback (it may be closed first). Only the fd must
+        // wait for the loop, which unwatches it before it is closed.
+        if let Some(Listening::Unix(_, path)) = &*self.listener.borrow() {
+            let _ = std::fs::remove_file(path);
         }
         let Some(me) = self.me.upgrade() else { return };
         self.local.call_soon(move |event_loop| me.stop_listening(event_loop));

@@ -219,7 +219,7 @@ pub struct Server {
 
 impl Server {
     /// Stops accepting: the listening socket is closed on the loop's next
-    /// iteration (a Unix socket's file is removed). Open connections stay.
+    /// iteration; a Unix socket's file is removed at once. Open connections stay.
     pub fn close(&self) {
         self.inner.close();
     }

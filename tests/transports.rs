@@ -567,6 +567,7 @@ fn unix_echo(event_loop: DynSelectorEventLoop) {
     assert_eq!(run(&event_loop, lost(&client_log)).unwrap(), None);
     assert_eq!(run(&event_loop, lost(&server_log)).unwrap(), None);
     server.close();
+    assert!(!path.exists(), "the socket file is removed by close, without waiting for the loop");
     run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(1)));
     assert!(!path.exists(), "the socket file is removed on close");
     // A path that is not a socket is refused.
