@@ -41,6 +41,13 @@ trait LocalWake {
     fn wake_task(&self, task: u64);
 }
 
+/// What holds OS resources on behalf of a loop (a transport's socket, a
+/// server's listener) and must let go of them when the loop closes: its own
+/// callbacks, which would have done it, will never run.
+pub(crate) trait Release {
+    fn release(&self);
+}
+
 /// A loop's shared, `Rc`-held state for code that has no `&L` (see the module docs).
 pub(crate) struct LoopLocal<L> {
     id: u64,
@@ -51,11 +58,14 @@ pub(crate) struct LoopLocal<L> {
     next_task: Cell<u64>,
     /// `(fd, write)` of the socket operations waiting now: one per fd and direction.
     io_waits: RefCell<HashSet<(RawFd, bool)>>,
+    /// Transports and servers, released when the loop closes.
+    resources: RefCell<Vec<Weak<dyn Release>>>,
 }
 
 impl<L> LoopLocal<L> {
     /// Drops every pending task's future, and the tasks. Dropping a future
-    /// may create another task; a few rounds catch those.
+    /// may create another task; a few rounds catch those. Then releases the
+    /// transports and servers still open: the loop is closing.
     pub(crate) fn drop_tasks(&self) {
         for _ in 0..8 {
             let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
@@ -65,6 +75,18 @@ impl<L> LoopLocal<L> {
             tasks.values().for_each(|task| task.cancel());
             drop(tasks);
         }
+        let resources = std::mem::take(&mut *self.resources.borrow_mut());
+        resources.iter().filter_map(Weak::upgrade).for_each(|resource| resource.release());
+    }
+
+    /// Keeps `resource` to [`release`](Release::release) when the loop closes.
+    pub(crate) fn keep_resource(&self, resource: Weak<dyn Release>) {
+        let mut resources = self.resources.borrow_mut();
+        if resources.len() == resources.capacity() {
+            // Forget the gone ones before growing: amortized O(1) a push.
+            resources.retain(|kept| kept.strong_count() > 0);
+        }
+        resources.push(resource);
     }
 
     /// Claims `fd`'s reading (or writing) side for one socket operation;
@@ -102,6 +124,7 @@ impl<L: 'static> LoopLocal<L> {
             tasks: RefCell::new(HashMap::new()),
             next_task: Cell::new(ROOT_TASK + 1),
             io_waits: RefCell::new(HashSet::new()),
+            resources: RefCell::new(Vec::new()),
         });
         let weak: Weak<dyn LocalWake> = Rc::downgrade(&local) as Weak<dyn LocalWake>;
         let _ = REGISTRY.try_with(|registry| {

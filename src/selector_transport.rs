@@ -23,7 +23,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use crate::base_events::PollIo;
-use crate::local::LoopLocal;
+use crate::local::{LoopLocal, Release};
 use crate::panics::catch;
 use crate::selectors::Selector;
 use crate::sockets::Listener;
@@ -233,6 +233,8 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
             sync_queued: Cell::new(false),
             dispatching: Cell::new(false),
         });
+        let weak: Weak<dyn Release> = Rc::downgrade(&transport) as Weak<dyn Release>;
+        local.keep_resource(weak);
         let me = Rc::clone(&transport);
         local.call_soon(move |event_loop| me.begin(event_loop, waiter));
         transport
@@ -532,6 +534,21 @@ impl<L> Drop for Teardown<'_, L> {
     }
 }
 
+impl<L> Release for SocketTransport<L> {
+    /// The loop closed with the connection open: close the socket and drop
+    /// the protocol (which may hold this transport: a cycle) without telling
+    /// it, as no callback can run any more.
+    fn release(&self) {
+        self.closing.set(true);
+        self.conn_lost.set(true);
+        let protocol = self.protocol.borrow_mut().take();
+        drop(protocol);
+        let sock = self.sock.borrow_mut().take();
+        drop(sock);
+        self.buffer.borrow_mut().clear();
+    }
+}
+
 impl<L: PollIo + AbstractEventLoop> TransportImpl for SocketTransport<L> {
     fn write(&self, data: &[u8]) -> io::Result<()> {
         if data.is_empty() {
@@ -744,6 +761,18 @@ impl<L: PollIo + AbstractEventLoop> SocketServer<L> {
     }
 }
 
+impl<L> Release for SocketServer<L> {
+    /// The loop closed while serving: close the listener (and remove its file).
+    fn release(&self) {
+        let serving = self.serving.replace(false);
+        let listener = self.listener.borrow_mut().take();
+        if let (true, Some(Listening::Unix(_, path))) = (serving, &listener) {
+            let _ = std::fs::remove_file(path);
+        }
+        drop(listener);
+    }
+}
+
 impl<L: PollIo + AbstractEventLoop> ServerImpl for SocketServer<L> {
     fn close(&self) {
         if !self.serving.replace(false) {
@@ -870,6 +899,8 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             accepted: Cell::new(0),
         });
         server.watch(self)?;
+        let weak: Weak<dyn Release> = Rc::downgrade(&server) as Weak<dyn Release>;
+        self.engine().local().keep_resource(weak);
         Ok(Server { inner: server })
     }
 

@@ -34,6 +34,7 @@ backend_tests!(
     dropped_create_connection_closes,
     panic_in_connection_made_fails_create_connection,
     panic_in_connection_lost_still_closes_the_socket,
+    closing_the_loop_closes_open_connections,
 );
 
 /// What a [`Recorder`] saw, shared with the test.
@@ -662,4 +663,24 @@ fn panic_in_connection_lost_still_closes_the_socket(event_loop: DynSelectorEvent
     let read = io::Read::read(&mut client, &mut [0u8; 16]).map_err(|e| e.kind());
     assert_eq!(read, Ok(0), "the server's socket was closed: the client sees the end");
     server.close();
+}
+
+fn closing_the_loop_closes_open_connections(event_loop: DynSelectorEventLoop) {
+    // The server's protocol keeps its transport, as most do: a cycle that
+    // only the loop can break when it closes.
+    let server_log = new_log(&event_loop);
+    let server = recording_server(&event_loop, &server_log);
+    let addr = port_of(&server);
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    while server_log.borrow().transport.is_none() {
+        run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(1)));
+    }
+    event_loop.close().unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let read = io::Read::read(&mut client, &mut [0u8; 16]).map_err(|e| e.kind());
+    assert_eq!(read, Ok(0), "the loop closed: the server's socket is closed");
+    let refused = std::net::TcpStream::connect(addr).map_err(|e| e.kind());
+    assert_eq!(refused.err(), Some(io::ErrorKind::ConnectionRefused), "and its listener");
+    assert!(!server.is_serving());
+    assert!(server_log.borrow().transport.as_ref().unwrap().is_closing());
 }
