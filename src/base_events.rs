@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::callbacks::{Callback, Once, ReadyCallback, TimerMark};
+use crate::callbacks::{Callback, Once, Ran, ReadyCallback, TimerMark};
 use crate::local::LoopLocal;
 use crate::panics::catch;
 use crate::threadsafe::{closed_error, Shared};
@@ -48,7 +48,8 @@ struct Counters {
     select_calls: Cell<u64>,
     events_received: Cell<u64>,
     panics: Cell<u64>,
-    time_blocked: Cell<Duration>,
+    /// Nanoseconds blocked in `select`, from [`monotonic_nanos`].
+    time_blocked: Cell<u64>,
     time_in_run_forever: Cell<Duration>,
     /// When the current `run_forever` began, while one runs.
     run_started: Cell<Option<Instant>>,
@@ -56,6 +57,43 @@ struct Counters {
 
 fn bump(counter: &Cell<u64>, by: u64) {
     counter.set(counter.get() + by);
+}
+
+/// The monotonic clock (the one `Instant` reads) in nanoseconds, for the
+/// time-blocked counter: read twice per blocking wait, so it skips
+/// `Instant`'s checked arithmetic.
+#[inline]
+fn monotonic_nanos() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(now.tv_nsec as u64)
+}
+
+/// How far [`BaseEventLoop::run_batch`] got: callbacks taken off the batch
+/// and dropped, how many of those were cancelled and did not run, and where
+/// the last one that could run user code when dropped was scheduled.
+#[derive(Default)]
+struct Progress {
+    done: u64,
+    skipped: u64,
+    dropping: Option<&'static Location<'static>>,
+}
+
+impl Progress {
+    /// Notes what `callback` did, just before the batch drops it. Only one
+    /// that kept its closure and is held nowhere else can panic in that
+    /// drop: then its origin is kept for the report. (A one-shot callback
+    /// used its closure up; its drop runs no user code and costs nothing here.)
+    #[inline]
+    fn before_drop<L>(&mut self, callback: &ReadyCallback<L>, ran: Ran) {
+        if ran == Ran::Skipped {
+            self.skipped += 1;
+        }
+        if ran != Ran::UsedUp && Rc::strong_count(callback) == 1 {
+            self.dropping = Some(callback.origin());
+        }
+    }
 }
 
 type ExceptionHandler<L> = Rc<dyn Fn(&L, &ExceptionContext)>;
@@ -157,6 +195,7 @@ impl<L: PollIo> BaseEventLoop<L> {
     /// # Panics
     ///
     /// With "event loop is closed" if the loop is closed.
+    #[inline]
     #[track_caller]
     pub fn call_soon<F: FnOnce(&L) + 'static>(&self, cb: F) -> Handle {
         self.check_open();
@@ -174,6 +213,7 @@ impl<L: PollIo> BaseEventLoop<L> {
     /// # Panics
     ///
     /// With "event loop is closed" if the loop is closed.
+    #[inline]
     #[track_caller]
     pub fn call_at<F: FnOnce(&L) + 'static>(&self, when: Instant, cb: F) -> TimerHandle {
         self.check_open();
@@ -197,6 +237,17 @@ impl<L: PollIo> BaseEventLoop<L> {
     fn take_threadsafe(&self, ready: &mut VecDeque<ReadyCallback<L>>) {
         self.shared
             .take_pending(|(callback, origin)| ready.push_back(Rc::new(Once::new(callback, origin, ()))));
+    }
+
+    /// The ready queue, for an I/O layer queueing the handlers of every fd a
+    /// `select` reported in one go (threadsafe calls that arrived before go
+    /// first). It must queue only live handlers (not cancelled) and run no
+    /// callback while it holds the queue.
+    #[inline]
+    pub(crate) fn ready_queue(&self) -> std::cell::RefMut<'_, VecDeque<ReadyCallback<L>>> {
+        let mut ready = self.ready.borrow_mut();
+        self.take_threadsafe(&mut ready);
+        ready
     }
 
     /// A handle for other threads.
@@ -298,11 +349,11 @@ impl<L: PollIo> BaseEventLoop<L> {
         if !self.shared.about_to_sleep() {
             timeout = Some(Duration::ZERO);
         }
-        let started = Instant::now();
+        let started = monotonic_nanos();
         bump(&self.counters.select_calls, 1);
         let outcome = event_loop.poll_io(timeout);
         self.shared.awake();
-        self.counters.time_blocked.set(self.counters.time_blocked.get() + started.elapsed());
+        bump(&self.counters.time_blocked, monotonic_nanos().wrapping_sub(started));
         outcome
     }
 
@@ -311,53 +362,90 @@ impl<L: PollIo> BaseEventLoop<L> {
     fn run_ready(&self, event_loop: &L) {
         let mut batch = self.spare.take();
         std::mem::swap(&mut batch, &mut *self.ready.borrow_mut());
-        let mut progress = BatchProgress { ran: 0, origin: None, dropping: false };
+        let total = batch.len() as u64;
+        let mut progress = Progress::default();
         while !batch.is_empty() {
-            let outcome = catch(|| self.run_batch(event_loop, &mut batch, &mut progress));
-            let (Err((message, location)), Some(origin)) = (outcome, progress.origin) else { continue };
-            // A panic while running counts as a run; one in the drop after it
-            // was already counted.
-            if !progress.dropping {
-                progress.ran += 1;
-            }
-            bump(&self.counters.panics, 1);
-            let at = location.map_or_else(String::new, |at| format!(" (panicked at {at})"));
-            let context = ExceptionContext {
-                message: format!("Exception in callback scheduled at {origin}{at}"),
-                panic: Some(message),
-                origin: Some(origin),
+            let Err(panic) = catch(|| self.run_batch(event_loop, &mut batch, &mut progress)) else {
+                continue;
             };
-            self.call_exception_handler(event_loop, &context);
+            // A callback leaves the batch after it ran: if the batch still
+            // holds every callback not done, the one at the front panicked
+            // while running; otherwise the one just removed panicked while
+            // being dropped.
+            let culprit = if progress.done + batch.len() as u64 == total { batch.pop_front() } else { None };
+            let origin = culprit.as_ref().map_or(progress.dropping, |callback| Some(callback.origin()));
+            progress.done += 1;
+            self.report_panic(event_loop, origin, panic);
+            // Dropped as it would have been after running, and as able to panic.
+            if let Err(panic) = catch(move || drop(culprit)) {
+                self.report_panic(event_loop, origin, panic);
+            }
         }
-        bump(&self.counters.callbacks_run, progress.ran);
-        // Keep the emptied queue's allocation for the next iteration.
-        self.spare.set(batch);
+        bump(&self.counters.callbacks_run, progress.done - progress.skipped);
+        // Keep the emptied queue's allocation for the next iteration. What
+        // `spare` held meanwhile is the unallocated `VecDeque::new()` of
+        // `take`, so forgetting it leaks nothing and skips a call to its drop.
+        std::mem::forget(self.spare.replace(batch));
     }
 
-    /// Pops and runs callbacks until `batch` is empty, each dropped right
-    /// after it ran: for a reader that removed itself that is the last
-    /// reference, and what it captured may panic on drop. `progress` says
-    /// which callback a panic belongs to.
-    fn run_batch(
+    /// Runs callbacks from the front of `batch` until it is empty, each
+    /// dropped right after it ran (for a reader that removed itself, that is
+    /// the last reference). Each one leaves the batch only after it ran, and
+    /// counts as done once dropped, so after a panic
+    /// [`run_ready`](Self::run_ready) knows which one it was.
+    #[inline]
+    fn run_batch(&self, event_loop: &L, batch: &mut VecDeque<ReadyCallback<L>>, progress: &mut Progress) {
+        if self.debug.get() {
+            return self.run_batch_debug(event_loop, batch, progress);
+        }
+        while let Some(callback) = batch.front() {
+            let ran = callback.run(event_loop);
+            if ran != Ran::UsedUp {
+                progress.before_drop(callback, ran);
+            }
+            if let Some(callback) = batch.pop_front() {
+                callback.release();
+            }
+            progress.done += 1;
+        }
+    }
+
+    /// [`run_batch`](Self::run_batch) in debug mode: slow callbacks are reported.
+    #[cold]
+    fn run_batch_debug(
         &self,
         event_loop: &L,
         batch: &mut VecDeque<ReadyCallback<L>>,
-        progress: &mut BatchProgress,
+        progress: &mut Progress,
     ) {
-        let debug = self.debug.get();
-        while let Some(callback) = batch.pop_front() {
-            progress.origin = Some(callback.origin());
-            progress.dropping = false;
-            let started = debug.then(Instant::now);
-            if callback.run(event_loop) {
-                progress.ran += 1;
-                if let Some(started) = started {
-                    self.report_if_slow(event_loop, &*callback, started.elapsed());
-                }
+        while let Some(callback) = batch.front() {
+            let started = Instant::now();
+            let ran = callback.run(event_loop);
+            if ran != Ran::Skipped {
+                self.report_if_slow(event_loop, &**callback, started.elapsed());
             }
-            progress.dropping = true;
-            drop(callback);
+            progress.before_drop(callback, ran);
+            batch.pop_front();
+            progress.done += 1;
         }
+    }
+
+    /// Hands a panic caught in a callback (scheduled at `origin`, if known)
+    /// to the exception handler.
+    #[cold]
+    fn report_panic(
+        &self,
+        event_loop: &L,
+        origin: Option<&'static Location<'static>>,
+        (panic, location): (String, Option<String>),
+    ) {
+        bump(&self.counters.panics, 1);
+        let at = location.map_or_else(String::new, |at| format!(" (panicked at {at})"));
+        let message = match origin {
+            Some(origin) => format!("Exception in callback scheduled at {origin}{at}"),
+            None => format!("Exception in a callback{at}"),
+        };
+        self.call_exception_handler(event_loop, &ExceptionContext { message, panic: Some(panic), origin });
     }
 
     /// Debug mode: tell the exception handler about a slow callback.
@@ -460,7 +548,7 @@ impl<L: PollIo> BaseEventLoop<L> {
     pub fn stats(&self) -> LoopStats {
         let c = &self.counters;
         let timers = self.timers.borrow();
-        let blocked = c.time_blocked.get();
+        let blocked = Duration::from_nanos(c.time_blocked.get());
         let in_run_forever =
             c.time_in_run_forever.get() + c.run_started.get().map_or(Duration::ZERO, |t| t.elapsed());
         LoopStats {
@@ -469,7 +557,7 @@ impl<L: PollIo> BaseEventLoop<L> {
             select_calls: c.select_calls.get(),
             events_received: c.events_received.get(),
             timers_in_heap: timers.len(),
-            timers_fired: timers.fired,
+            timers_fired: timers.book.fired.get(),
             timers_cancelled: timers.book.cancelled_total.get(),
             panics: c.panics.get(),
             time_blocked: blocked,
@@ -499,12 +587,83 @@ impl<L> Drop for Running<'_, L> {
     }
 }
 
-/// Where `run_batch` is, for reporting a panic that escapes it.
-struct BatchProgress {
-    /// Callbacks run so far in this batch.
-    ran: u64,
-    /// Where the callback being run (or dropped) was scheduled.
-    origin: Option<&'static Location<'static>>,
-    /// The panic came from dropping that callback, after it ran.
-    dropping: bool,
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::os::unix::io::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::rc::Rc;
+
+    use crate::{AbstractEventLoop, ExceptionContext, SelectorEventLoop};
+
+    /// Panics when dropped.
+    struct Bomb;
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("drop boom");
+            }
+        }
+    }
+
+    #[test]
+    fn a_reader_that_panics_and_panics_again_when_dropped_is_reported_twice() {
+        let lp = SelectorEventLoop::new().unwrap();
+        let contexts: Rc<RefCell<Vec<ExceptionContext>>> = Rc::default();
+        let seen = Rc::clone(&contexts);
+        lp.set_exception_handler(Some(Box::new(move |_, ctx| seen.borrow_mut().push(ctx.clone()))));
+        let (a, b) = UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut &a, b"x").unwrap();
+        let fd = b.as_raw_fd();
+        let bomb = Bomb;
+        let line = line!() + 1;
+        lp.add_reader(fd, move |lp| {
+            let _ = &bomb;
+            lp.remove_reader(fd).unwrap();
+            lp.call_soon(|lp| lp.stop());
+            panic!("run boom");
+        })
+        .unwrap();
+        lp.run_forever().unwrap();
+        let contexts = contexts.borrow();
+        let panics: Vec<_> = contexts.iter().map(|ctx| ctx.panic.as_deref().unwrap()).collect();
+        assert_eq!(panics, ["run boom", "drop boom"]);
+        assert!(contexts.iter().all(|ctx| ctx.origin.unwrap().line() == line));
+        assert_eq!(lp.stats().panics, 2);
+        assert_eq!(lp.stats().callbacks_run, 2, "the reader and the stop");
+    }
+
+    #[test]
+    fn the_rest_of_the_batch_runs_after_a_panic_in_a_drop() {
+        let lp = SelectorEventLoop::new().unwrap();
+        let contexts: Rc<RefCell<Vec<ExceptionContext>>> = Rc::default();
+        let seen = Rc::clone(&contexts);
+        lp.set_exception_handler(Some(Box::new(move |_, ctx| seen.borrow_mut().push(ctx.clone()))));
+        let (a, b) = UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut &a, b"x").unwrap();
+        let fd = b.as_raw_fd();
+        let ran = Rc::new(RefCell::new(Vec::new()));
+        let bomb = Bomb;
+        let r = Rc::clone(&ran);
+        let line = line!() + 1;
+        lp.add_reader(fd, move |lp| {
+            let _ = &bomb;
+            r.borrow_mut().push("reader");
+            lp.remove_reader(fd).unwrap();
+        })
+        .unwrap();
+        // Due timers join the batch after the I/O callbacks.
+        let r = Rc::clone(&ran);
+        lp.call_later(std::time::Duration::ZERO, move |_| r.borrow_mut().push("timer"));
+        lp.stop();
+        lp.run_forever().unwrap();
+        assert_eq!(*ran.borrow(), ["reader", "timer"]);
+        let contexts = contexts.borrow();
+        assert_eq!(contexts.len(), 1);
+        assert_eq!(contexts[0].panic.as_deref(), Some("drop boom"));
+        assert_eq!(contexts[0].origin.unwrap().line(), line);
+        let stats = lp.stats();
+        assert_eq!((stats.iterations, stats.panics, stats.callbacks_run), (1, 1, 2));
+    }
 }

@@ -8,14 +8,35 @@ use std::rc::Rc;
 
 use crate::events::Cancel;
 
+/// What [`Callback::run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ran {
+    /// It ran and used up its closure: dropping it runs no user code.
+    UsedUp,
+    /// It ran and keeps its closure (a reader, a task): dropping the last
+    /// reference drops what the closure captured.
+    Kept,
+    /// It was cancelled (or busy) and did not run.
+    Skipped,
+}
+
 /// A queued unit of work for a loop of type `L`.
 pub(crate) trait Callback<L>: Cancel {
-    /// Runs the callback unless it was cancelled; `true` if it ran.
-    fn run(&self, event_loop: &L) -> bool;
+    /// Runs the callback unless it was cancelled.
+    fn run(&self, event_loop: &L) -> Ran;
+    /// Drops one reference to it. The same as `drop`, but compiled for each
+    /// concrete type, so the run phase's drop needs no layout from the vtable.
+    #[inline]
+    fn release(self: Rc<Self>) {
+        drop(self);
+    }
     /// Where it was scheduled (or the reader added).
     fn origin(&self) -> &'static Location<'static>;
-    /// Told by the timer heap when this timer leaves it (fired, purged or dropped).
-    fn left_heap(&self) {}
+    /// Told by the timer heap when this timer leaves it (fired, purged or
+    /// dropped); says whether it was cancelled (one call, one look at the entry).
+    fn left_heap(&self) -> bool {
+        self.cancelled()
+    }
     /// Drops the closure of a callback that will never run (the loop is
     /// closing) without marking it cancelled, so what it captured is freed
     /// even while a handle to it lives.
@@ -32,6 +53,8 @@ pub(crate) struct TimerBook {
     pub(crate) cancelled_in_heap: Cell<usize>,
     /// Every timer cancelled before it ran.
     pub(crate) cancelled_total: Cell<u64>,
+    /// Timers whose callback ran.
+    pub(crate) fired: Cell<u64>,
 }
 
 /// What a one-shot callback does besides running: nothing for `call_soon`,
@@ -41,13 +64,22 @@ pub(crate) trait OnceKind {
     fn cancelled(&self, pending: bool);
     /// The timer heap let go of this entry.
     fn left_heap(&self) {}
+    /// `run` was called: `ran` says whether the callback ran (or had been cancelled).
+    fn run_called(&self, ran: bool) {
+        let _ = ran;
+    }
 }
 
 impl OnceKind for () {
     fn cancelled(&self, _pending: bool) {}
 }
 
-/// For timers: the shared book and whether this timer is still in the heap.
+/// For timers: the shared book and whether this timer is still in the
+/// heap's books. The heap hands a due timer to the ready queue without
+/// looking at it (a look is a cache miss per timer when many are due), so
+/// a due timer leaves the books when it runs, or is skipped as cancelled,
+/// in the same iteration; one the heap drops (purged, or the loop closing)
+/// leaves them then.
 pub(crate) struct TimerMark {
     book: Rc<TimerBook>,
     in_heap: Cell<bool>,
@@ -71,6 +103,18 @@ impl OnceKind for TimerMark {
 
     fn left_heap(&self) {
         self.in_heap.set(false);
+    }
+
+    #[inline]
+    fn run_called(&self, ran: bool) {
+        let book = &self.book;
+        if ran {
+            book.fired.set(book.fired.get() + 1);
+        }
+        // Cancelled after it became due, it was counted in the heap then.
+        if self.in_heap.replace(false) && !ran {
+            book.cancelled_in_heap.set(book.cancelled_in_heap.get().saturating_sub(1));
+        }
     }
 }
 
@@ -106,13 +150,17 @@ impl<F, K: OnceKind> Cancel for Once<F, K> {
 
 impl<L, F: FnOnce(&L), K: OnceKind> Callback<L> for Once<F, K> {
     #[inline]
-    fn run(&self, event_loop: &L) -> bool {
+    fn run(&self, event_loop: &L) -> Ran {
         match self.callback.take() {
             Some(callback) => {
+                self.kind.run_called(true);
                 callback(event_loop);
-                true
+                Ran::UsedUp
             }
-            None => false,
+            None => {
+                self.kind.run_called(false);
+                Ran::Skipped
+            }
         }
     }
 
@@ -120,8 +168,10 @@ impl<L, F: FnOnce(&L), K: OnceKind> Callback<L> for Once<F, K> {
         self.origin
     }
 
-    fn left_heap(&self) {
+    #[inline]
+    fn left_heap(&self) -> bool {
         self.kind.left_heap();
+        self.cancelled.get()
     }
 
     fn discard(&self) {
@@ -156,17 +206,17 @@ impl<F> Cancel for Repeating<F> {
 
 impl<L, F: FnMut(&L)> Callback<L> for Repeating<F> {
     #[inline]
-    fn run(&self, event_loop: &L) -> bool {
+    fn run(&self, event_loop: &L) -> Ran {
         if self.cancelled.get() {
-            return false;
+            return Ran::Skipped;
         }
         // A callback is never queued inside its own run, so this borrow is free.
         match self.callback.try_borrow_mut() {
             Ok(mut callback) => {
                 (*callback)(event_loop);
-                true
+                Ran::Kept
             }
-            Err(_) => false,
+            Err(_) => Ran::Skipped,
         }
     }
 

@@ -60,6 +60,9 @@ pub(crate) struct LoopLocal<L> {
     io_waits: RefCell<HashSet<(RawFd, bool)>>,
     /// Transports and servers, released when the loop closes.
     resources: RefCell<Vec<Weak<dyn Release>>>,
+    /// The buffer the loop's transports read into: reads never overlap.
+    /// Empty until the first read.
+    read_buffer: RefCell<Vec<u8>>,
 }
 
 impl<L> LoopLocal<L> {
@@ -100,6 +103,21 @@ impl<L> LoopLocal<L> {
         self.io_waits.borrow_mut().remove(&(fd, write));
     }
 
+    /// Runs `f` with the loop's read buffer of `size` bytes (a fresh one if
+    /// it is in use, by a read inside a read: a protocol running a loop).
+    #[inline]
+    pub(crate) fn with_read_buffer<R>(&self, size: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        match self.read_buffer.try_borrow_mut() {
+            Ok(mut buf) => {
+                if buf.len() != size {
+                    buf.resize(size, 0);
+                }
+                f(&mut buf)
+            }
+            Err(_) => f(&mut vec![0; size]),
+        }
+    }
+
     /// Forgets a finished task.
     pub(crate) fn remove_task(&self, id: u64) {
         let removed = self.tasks.borrow_mut().remove(&id);
@@ -125,6 +143,7 @@ impl<L: 'static> LoopLocal<L> {
             next_task: Cell::new(ROOT_TASK + 1),
             io_waits: RefCell::new(HashSet::new()),
             resources: RefCell::new(Vec::new()),
+            read_buffer: RefCell::new(Vec::new()),
         });
         let weak: Weak<dyn LocalWake> = Rc::downgrade(&local) as Weak<dyn LocalWake>;
         let _ = REGISTRY.try_with(|registry| {

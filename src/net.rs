@@ -165,6 +165,7 @@ pub(crate) fn start_connect(fd: RawFd, addr: &RawAddr) -> io::Result<Connect> {
 }
 
 /// `recv` without blocking; `Ok(None)` if nothing is there yet.
+#[inline]
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
     loop {
         // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
@@ -179,6 +180,7 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
 }
 
 /// `send` without blocking; `Ok(None)` if the socket's buffer is full.
+#[inline]
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<Option<usize>> {
     loop {
         // SAFETY: `buf` is valid for `buf.len()` bytes of reads.

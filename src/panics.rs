@@ -14,8 +14,10 @@ use std::sync::Once;
 thread_local! {
     /// How many loop callbacks are running on this thread (nested loops count).
     static CATCHING: Cell<usize> = const { Cell::new(0) };
-    /// Where the last caught panic happened, as `file:line:column`.
-    static LAST_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The last panic raised while a loop callback ran on this thread: its
+    /// message and where it happened (`file:line:column`), until `catch`
+    /// takes it.
+    static LAST_PANIC: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
 }
 
 fn install_quiet_hook() {
@@ -25,7 +27,8 @@ fn install_quiet_hook() {
         panic::set_hook(Box::new(move |info| {
             if CATCHING.with(Cell::get) > 0 {
                 let location = info.location().map(ToString::to_string);
-                LAST_LOCATION.with(|last| *last.borrow_mut() = location);
+                let text = message(info.payload());
+                LAST_PANIC.with(|last| *last.borrow_mut() = Some((text, location)));
             } else {
                 previous(info);
             }
@@ -40,9 +43,19 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, (String, Option<Strin
     let outcome = panic::catch_unwind(AssertUnwindSafe(f));
     CATCHING.with(|c| c.set(c.get() - 1));
     outcome.map_err(|payload| {
-        let location = LAST_LOCATION.with(|last| last.borrow_mut().take());
+        let location = LAST_PANIC.with(|last| last.borrow_mut().take()).and_then(|(_, location)| location);
         (message(payload.as_ref()), location)
     })
+}
+
+/// The message and location of the panic unwinding through a loop callback
+/// on this thread now, for a drop guard that must describe it; `None` if
+/// no loop callback is running here.
+pub(crate) fn unwinding_panic() -> Option<(String, Option<String>)> {
+    if CATCHING.with(Cell::get) == 0 {
+        return None;
+    }
+    LAST_PANIC.with(|last| last.borrow().clone())
 }
 
 fn message(payload: &(dyn Any + Send)) -> String {

@@ -332,6 +332,9 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
             let ready = selector.select(timeout)?;
             self.engine.count_events(ready.len());
             let table = self.handlers.borrow();
+            // The table holds live handlers only: removing or replacing one
+            // cancels it and takes it out, so none is checked here.
+            let mut queue = self.engine.ready_queue();
             for (key, events) in ready {
                 match key.data.0 {
                     Slot::Wakeup => self.engine.drain_wakeup(),
@@ -340,12 +343,12 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
                         let Some(handlers) = table.get(slot).and_then(Option::as_ref) else { continue };
                         if events.contains(Events::READ) {
                             if let Some(reader) = &handlers.reader {
-                                self.engine.push_ready(Rc::clone(reader));
+                                queue.push_back(Rc::clone(reader));
                             }
                         }
                         if events.contains(Events::WRITE) {
                             if let Some(writer) = &handlers.writer {
-                                self.engine.push_ready(Rc::clone(writer));
+                                queue.push_back(Rc::clone(writer));
                             }
                         }
                     }
@@ -406,11 +409,13 @@ impl<S: Selector<IoHandlers> + 'static> AbstractEventLoop for BaseSelectorEventL
         Instant::now()
     }
 
+    #[inline]
     #[track_caller]
     fn call_soon(&self, cb: impl FnOnce(&Self) + 'static) -> Handle {
         self.engine.call_soon(cb)
     }
 
+    #[inline]
     #[track_caller]
     fn call_later(&self, delay: Duration, cb: impl FnOnce(&Self) + 'static) -> TimerHandle {
         // Far enough in the future is forever: don't overflow `Instant`.
@@ -419,6 +424,7 @@ impl<S: Selector<IoHandlers> + 'static> AbstractEventLoop for BaseSelectorEventL
         self.engine.call_at(when, cb)
     }
 
+    #[inline]
     #[track_caller]
     fn call_at(&self, when: Instant, cb: impl FnOnce(&Self) + 'static) -> TimerHandle {
         self.engine.call_at(when, cb)

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crate::base_events::PollIo;
 use crate::local::{LoopLocal, Release};
-use crate::panics::catch;
+use crate::panics::unwinding_panic;
 use crate::selectors::Selector;
 use crate::sockets::Listener;
 use crate::transports::{ServerImpl, TransportImpl};
@@ -41,19 +41,6 @@ const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 const ACCEPT_BATCH: usize = 100;
 /// How long a server stops accepting when out of fds (asyncio's `ACCEPT_RETRY_DELAY`).
 const ACCEPT_RETRY: Duration = Duration::from_secs(1);
-
-thread_local! {
-    /// The read buffer all transports of this thread share: reads never overlap.
-    static READ_BUFFER: Cell<Option<Box<[u8]>>> = const { Cell::new(None) };
-}
-
-/// Runs `f` with this thread's read buffer (a fresh one if it is in use).
-fn with_read_buffer<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
-    let mut buf = READ_BUFFER.with(Cell::take).unwrap_or_else(|| vec![0; READ_SIZE].into_boxed_slice());
-    let outcome = f(&mut buf);
-    READ_BUFFER.with(|slot| slot.set(Some(buf)));
-    outcome
-}
 
 /// A connected stream socket.
 pub(crate) enum Stream {
@@ -163,6 +150,18 @@ impl Drop for FlagGuard<'_> {
 
 type SharedProtocol = Rc<RefCell<dyn Protocol>>;
 
+/// Dropped only while a protocol call unwinds (it is forgotten otherwise):
+/// closes the transport, handing `connection_lost` the panic as an error.
+struct CloseOnPanic<'a, L: PollIo + AbstractEventLoop>(&'a SocketTransport<L>);
+
+impl<L: PollIo + AbstractEventLoop> Drop for CloseOnPanic<'_, L> {
+    fn drop(&mut self) {
+        let (message, location) = unwinding_panic().unwrap_or_else(|| ("a panic".to_owned(), None));
+        let at = location.map_or_else(String::new, |at| format!(" at {at}"));
+        self.0.force_close(Some(io::Error::other(format!("protocol panicked{at}: {message}"))));
+    }
+}
+
 /// A transport over a connected socket.
 struct SocketTransport<L> {
     me: Weak<Self>,
@@ -251,21 +250,17 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
 
     /// Calls `f` on the protocol; `None` if there is none any more, or it is
     /// busy (borrowed: a call is in progress). A panic closes the transport
-    /// and goes on to the loop's exception handler.
+    /// and goes on to the loop's exception handler. (A drop guard rather
+    /// than a `catch_unwind`: this runs for every read, and the guard costs
+    /// nothing until a panic.)
     fn with_protocol<R>(&self, f: impl FnOnce(&mut dyn Protocol) -> R) -> Option<R> {
         let protocol = self.protocol.borrow().clone()?;
         let mut guard = protocol.try_borrow_mut().ok()?;
         let _dispatching = FlagGuard::set(&self.dispatching);
-        match catch(|| f(&mut *guard)) {
-            Ok(outcome) => Some(outcome),
-            Err((message, location)) => {
-                drop(guard);
-                let at = location.map_or_else(String::new, |at| format!(" at {at}"));
-                let message = format!("protocol panicked{at}: {message}");
-                self.force_close(Some(io::Error::other(message.clone())));
-                panic::resume_unwind(Box::new(message));
-            }
-        }
+        let close_on_panic = CloseOnPanic(self);
+        let outcome = f(&mut *guard);
+        std::mem::forget(close_on_panic);
+        Some(outcome)
     }
 
     /// The first callback: `connection_made`, then reading starts.
@@ -287,8 +282,11 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
                 Ok(made) => made,
                 Err(payload) => {
                     if let Some(waiter) = waiter {
-                        let message =
-                            payload.downcast_ref::<String>().map_or("protocol panicked", String::as_str);
+                        let message = payload
+                            .downcast_ref::<&str>()
+                            .copied()
+                            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                            .unwrap_or("protocol panicked");
                         let _ = waiter.set_exception(io::Error::other(message.to_owned()));
                     }
                     panic::resume_unwind(payload);
@@ -311,13 +309,34 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
     }
 
     /// Makes the loop's reader and writer for our fd match what we need now.
+    #[inline]
     fn sync(&self, event_loop: &L) {
-        let lost = self.conn_lost.get();
-        let want_read = !lost
+        // Usually nothing changed: two looks at our flags, no call.
+        if self.wants_read() != self.reader_on.get() || self.wants_write() != self.writer_on.get() {
+            self.update_registrations(event_loop);
+        }
+    }
+
+    /// We should be watching for reading.
+    #[inline]
+    fn wants_read(&self) -> bool {
+        !self.conn_lost.get()
             && self.started.get()
             && !self.closing.get()
             && !self.reading_paused.get()
-            && !self.read_eof.get();
+            && !self.read_eof.get()
+    }
+
+    /// We should be watching for writing.
+    #[inline]
+    fn wants_write(&self) -> bool {
+        !self.conn_lost.get() && !self.buffer.borrow().is_empty()
+    }
+
+    /// The work of [`sync`](Self::sync) when something changed.
+    #[inline(never)]
+    fn update_registrations(&self, event_loop: &L) {
+        let want_read = self.wants_read();
         if want_read != self.reader_on.get() {
             if want_read {
                 let Some(me) = self.rc() else { return };
@@ -333,7 +352,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
                 self.reader_on.set(false);
             }
         }
-        let want_write = !lost && !self.buffer.borrow().is_empty();
+        let want_write = self.wants_write();
         if want_write != self.writer_on.get() {
             if want_write {
                 let Some(me) = self.rc() else { return };
@@ -372,7 +391,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
         if !self.conn_lost.get() && !self.closing.get() && !self.reading_paused.get() {
             let fd = self.fd;
             let read = self.with_protocol(|protocol| {
-                with_read_buffer(|buf| match crate::net::recv(fd, buf) {
+                self.local.with_read_buffer(READ_SIZE, |buf| match crate::net::recv(fd, buf) {
                     Ok(Some(0)) => Read::Eof { keep_open: protocol.eof_received() },
                     Ok(Some(n)) => {
                         protocol.data_received(&buf[..n]);
@@ -955,5 +974,66 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
 impl<L> fmt::Debug for SocketTransport<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SocketTransport").field("fd", &self.fd).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use crate::{AbstractEventLoop, ExceptionContext, Protocol, SelectorEventLoop, Transport};
+
+    /// Panics on data; records what `connection_lost` was told.
+    struct Bomb {
+        lost: Rc<RefCell<Vec<String>>>,
+        done: crate::Future<()>,
+    }
+
+    impl Protocol for Bomb {
+        fn connection_made(&mut self, _transport: Transport) {}
+
+        fn data_received(&mut self, _data: &[u8]) {
+            panic!("boom {}", 7);
+        }
+
+        fn connection_lost(&mut self, error: Option<std::io::Error>) {
+            self.lost.borrow_mut().push(error.map_or_else(|| "none".to_owned(), |err| err.to_string()));
+            let _ = self.done.set_result(());
+        }
+    }
+
+    #[test]
+    fn a_panicking_protocol_closes_its_transport_and_is_reported() {
+        let lp = SelectorEventLoop::new().unwrap();
+        let contexts: Rc<RefCell<Vec<ExceptionContext>>> = Rc::default();
+        let seen = Rc::clone(&contexts);
+        lp.set_exception_handler(Some(Box::new(move |_, ctx| seen.borrow_mut().push(ctx.clone()))));
+        let lost: Rc<RefCell<Vec<String>>> = Rc::default();
+        let done = lp.create_future::<()>();
+        let (l, d) = (Rc::clone(&lost), done.clone());
+        let server = lp
+            .create_server(([127, 0, 0, 1], 0).into(), move || Bomb { lost: Rc::clone(&l), done: d.clone() })
+            .unwrap();
+        let addr = server.local_addr().unwrap().as_inet().unwrap();
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        client.write_all(b"hello").unwrap();
+        lp.run_until_complete(done).unwrap().unwrap();
+        let contexts = contexts.borrow();
+        assert_eq!(contexts.len(), 1, "{contexts:?}");
+        assert_eq!(contexts[0].panic.as_deref(), Some("boom 7"));
+        assert!(contexts[0].message.contains("selector_transport.rs"), "{}", contexts[0].message);
+        let lost = lost.borrow();
+        assert_eq!(lost.len(), 1);
+        assert!(lost[0].starts_with("protocol panicked at src/selector_transport.rs:"), "{}", lost[0]);
+        assert!(lost[0].ends_with(": boom 7"), "{}", lost[0]);
+        // The transport closed the socket.
+        assert_eq!(client.read(&mut [0; 16]).unwrap(), 0);
+        server.close();
+        lp.close().unwrap();
     }
 }

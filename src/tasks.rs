@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::base_events::PollIo;
-use crate::callbacks::Callback;
+use crate::callbacks::{Callback, Ran};
 use crate::events::Cancel;
 use crate::futures::Cancelled;
 use crate::local::{LoopLocal, TaskWaker, ROOT_TASK};
@@ -185,18 +185,18 @@ impl<L, F: Future> Cancel for TaskCell<L, F> {
 }
 
 impl<L, F: Future> Callback<L> for TaskCell<L, F> {
-    fn run(&self, _event_loop: &L) -> bool {
+    fn run(&self, _event_loop: &L) -> Ran {
         self.wake_state.take_scheduled();
         if self.shared.is_done() {
-            return false;
+            return Ran::Skipped;
         }
         if self.shared.cancel_requested.get() {
             self.finish(Err(Cancelled.into()), true);
-            return true;
+            return Ran::Kept;
         }
         let polled = {
-            let Ok(mut slot) = self.future.try_borrow_mut() else { return false };
-            let Some(future) = slot.as_mut() else { return false };
+            let Ok(mut slot) = self.future.try_borrow_mut() else { return Ran::Skipped };
+            let Some(future) = slot.as_mut() else { return Ran::Skipped };
             let mut cx = Context::from_waker(&self.waker);
             catch(|| future.as_mut().poll(&mut cx))
         };
@@ -216,7 +216,7 @@ impl<L, F: Future> Callback<L> for TaskCell<L, F> {
                 panic::resume_unwind(Box::new(message));
             }
         }
-        true
+        Ran::Kept
     }
 
     fn origin(&self) -> &'static Location<'static> {

@@ -5,7 +5,8 @@
 use std::fmt;
 use std::io;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Release, SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::wakeup::Wakeup;
@@ -69,8 +70,11 @@ impl<L> Shared<L> {
         !self.pending.load(SeqCst)
     }
 
+    /// Called after the wait. A plain release store: a thread that still
+    /// sees `sleeping` afterwards only writes one spare wake-up, and the
+    /// store-then-load pair that must not be reordered is in `about_to_sleep`.
     pub(crate) fn awake(&self) {
-        self.sleeping.store(false, SeqCst);
+        self.sleeping.store(false, Release);
     }
 
     /// The wake-up fd was reported readable: consume it.
@@ -79,17 +83,20 @@ impl<L> Shared<L> {
         self.woken.store(false, SeqCst);
     }
 
-    /// Moves queued callbacks out, in arrival order, if there are any.
+    /// Moves queued callbacks out, in arrival order, if there are any. One
+    /// atomic load when there are none: every `call_soon` asks.
+    #[inline]
     pub(crate) fn take_pending(&self, into: impl FnMut((SendCallback<L>, &'static Location<'static>))) {
-        if !self.pending.load(SeqCst) {
-            return;
+        if self.pending.load(SeqCst) {
+            self.take_all_pending().into_iter().for_each(into);
         }
-        let callbacks = {
-            let mut incoming = self.lock();
-            self.pending.store(false, SeqCst);
-            std::mem::take(&mut incoming.callbacks)
-        };
-        callbacks.into_iter().for_each(into);
+    }
+
+    #[inline(never)]
+    fn take_all_pending(&self) -> Vec<(SendCallback<L>, &'static Location<'static>)> {
+        let mut incoming = self.lock();
+        self.pending.store(false, SeqCst);
+        std::mem::take(&mut incoming.callbacks)
     }
 
     /// Refuses further calls and drops what is queued.
