@@ -25,6 +25,7 @@ use std::task::Wake;
 
 use crate::base_events::PollIo;
 use crate::callbacks::{Once, ReadyCallback};
+use crate::threadsafe::Shared;
 use crate::{AbstractEventLoop, LoopHandle};
 
 /// The task id of `run_until_complete`'s future, which the loop does not
@@ -52,6 +53,8 @@ pub(crate) trait Release {
 pub(crate) struct LoopLocal<L> {
     id: u64,
     ready: Rc<RefCell<VecDeque<ReadyCallback<L>>>>,
+    /// The queue of other threads' calls, taken before anything is queued here.
+    threadsafe: Arc<Shared<L>>,
     closed: Rc<Cell<bool>>,
     /// Tasks not yet finished. A task removes itself when it finishes.
     tasks: RefCell<HashMap<u64, ReadyCallback<L>>>,
@@ -133,12 +136,17 @@ impl<L> LoopLocal<L> {
 impl<L: 'static> LoopLocal<L> {
     /// The local state of a new loop whose engine owns `ready` and `closed`,
     /// registered for wakes on this thread.
-    pub(crate) fn new(ready: Rc<RefCell<VecDeque<ReadyCallback<L>>>>, closed: Rc<Cell<bool>>) -> Rc<Self> {
+    pub(crate) fn new(
+        ready: Rc<RefCell<VecDeque<ReadyCallback<L>>>>,
+        closed: Rc<Cell<bool>>,
+        threadsafe: Arc<Shared<L>>,
+    ) -> Rc<Self> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let local = Rc::new(LoopLocal {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             ready,
             closed,
+            threadsafe,
             tasks: RefCell::new(HashMap::new()),
             next_task: Cell::new(ROOT_TASK + 1),
             io_waits: RefCell::new(HashSet::new()),
@@ -164,7 +172,10 @@ impl<L: 'static> LoopLocal<L> {
     /// Queues an entry (a task to poll, usually); dropped if the loop is closed.
     pub(crate) fn push(&self, entry: ReadyCallback<L>) {
         if !self.closed.get() {
-            self.ready.borrow_mut().push_back(entry);
+            let mut ready = self.ready.borrow_mut();
+            // Threadsafe calls made before this go first: one FIFO.
+            self.threadsafe.move_pending_to(&mut ready);
+            ready.push_back(entry);
         }
     }
 

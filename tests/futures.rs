@@ -23,6 +23,7 @@ backend_tests!(
     future_exception,
     future_cancel,
     future_done_callbacks_run_soon,
+    threadsafe_calls_made_first_run_before_done_callbacks,
     future_awaited_twice,
     task_result,
     task_cancel_drops_the_future,
@@ -105,6 +106,25 @@ fn future_done_callbacks_run_soon(event_loop: DynSelectorEventLoop) {
     event_loop.stop();
     event_loop.run_forever().unwrap();
     assert_eq!(seen.borrow().len(), 3);
+}
+
+fn threadsafe_calls_made_first_run_before_done_callbacks(event_loop: DynSelectorEventLoop) {
+    // One FIFO, as asyncio's single ready deque: a call another thread made
+    // before a future completed runs before that future's done callback.
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handle = event_loop.handle();
+    let remote = Arc::clone(&order);
+    thread::spawn(move || handle.call_soon_threadsafe(move |_| remote.lock().unwrap().push("threadsafe")))
+        .join()
+        .unwrap()
+        .unwrap();
+    let fut = event_loop.create_future::<()>();
+    let local = Arc::clone(&order);
+    fut.add_done_callback(move |_| local.lock().unwrap().push("done"));
+    fut.set_result(()).unwrap();
+    event_loop.stop();
+    event_loop.run_forever().unwrap();
+    assert_eq!(*order.lock().unwrap(), ["threadsafe", "done"]);
 }
 
 fn future_awaited_twice(event_loop: DynSelectorEventLoop) {
