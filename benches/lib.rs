@@ -127,6 +127,22 @@ pub fn raise_fd_limit() -> libc::rlim_t {
     limit.rlim_cur
 }
 
+/// Starts a thread that sleeps for the rest of the process, and returns at once.
+///
+/// Criterion starts a thread pool for its statistics after the first
+/// benchmark of a run. From then on the process has several threads sharing
+/// one fd table, and Linux takes its slower path in every syscall that
+/// looks up an fd (reference-counting the file instead of borrowing it):
+/// about 50 ns more per `epoll_wait`/`poll`/`read`/`write` on the machine in
+/// docs/benchmarks.md. Calling this first puts every benchmark of the run in
+/// that same multi-threaded state, so the first one is not measured under
+/// different conditions from the rest.
+pub fn share_fd_table() {
+    std::thread::spawn(|| loop {
+        std::thread::park();
+    });
+}
+
 /// A new non-blocking, close-on-exec eventfd with a zero counter: one fd that
 /// is never readable (nobody writes to it), the cheapest idle fd there is.
 ///

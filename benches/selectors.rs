@@ -16,21 +16,28 @@
 //! the ready fds, checked once before timing.
 //!
 //! Run: `cargo bench -p tulip-benches --bench selectors` (add `-- --quick`
-//! for a faster, rougher pass).
+//! for a faster, rougher pass). Times are the bench thread's CPU time (see
+//! `cpu_time.rs`: robust to neighbours on a shared machine, equal to wall time
+//! on an idle one for these never-blocking loops); `TULIP_BENCH_CLOCK=wall`
+//! measures wall time instead.
 
 use std::num::NonZeroUsize;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::{Measurement, WallTime};
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use mio::unix::SourceFd;
 use tulip_benches::raw::{RawEpoll, RawPoll, RawSelect};
 use tulip_benches::{
     idle_fds, idle_step, modify_step, one_ready_step, ping_pong_step, raise_fd_limit, raw_modify_step,
-    raw_register_unregister_step, register_unregister_step, socketpair, OneReady, Tulip, Wait,
+    raw_register_unregister_step, register_unregister_step, share_fd_table, socketpair, OneReady, Tulip,
+    Wait,
 };
 use tulip_selectors::{EpollSelector, PollSelector, SelectSelector, Selector};
+
+mod cpu_time;
+use cpu_time::{Clock, ThreadCpuTime};
 
 /// Registered fds for the O(N) picture.
 const SIZES: [usize; 5] = [1, 10, 100, 1_000, 10_000];
@@ -38,7 +45,7 @@ const SIZES: [usize; 5] = [1, 10, 100, 1_000, 10_000];
 const IDLE_SIZES: [usize; 2] = [1, 1_000];
 
 /// Short runs: ~70 benchmarks must finish in a few minutes on 2 shared cores.
-fn configure(group: &mut BenchmarkGroup<'_, WallTime>, elements: u64) {
+fn configure<M: Measurement>(group: &mut BenchmarkGroup<'_, M>, elements: u64) {
     group
         .sample_size(20)
         .warm_up_time(Duration::from_millis(300))
@@ -48,8 +55,8 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>, elements: u64) {
 
 /// Checks one step of a loop returns `expected`, then times it as
 /// `<group>/<name>/<n>` (or `<group>/<name>` without `n`).
-fn bench(
-    group: &mut BenchmarkGroup<'_, WallTime>,
+fn bench<M: Measurement>(
+    group: &mut BenchmarkGroup<'_, M>,
     name: &str,
     n: Option<usize>,
     expected: usize,
@@ -126,10 +133,15 @@ impl Wait for Polling {
 }
 
 /// Write a byte, select, read it: one ready fd among `n` registered.
-fn ready_one_of_n(c: &mut Criterion) {
+fn ready_one_of_n<M: Measurement>(c: &mut Criterion<M>) {
     // Takes the waiter by value so it (and its kernel state) is dropped
     // before the next one is built.
-    fn run(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, fixture: &OneReady, mut waiter: impl Wait) {
+    fn run<M: Measurement>(
+        group: &mut BenchmarkGroup<'_, M>,
+        name: &str,
+        fixture: &OneReady,
+        mut waiter: impl Wait,
+    ) {
         let (w, r) = (fixture.writer.as_raw_fd(), fixture.reader.as_raw_fd());
         let n = fixture.registered().len();
         bench(group, name, Some(n), r as usize, || one_ready_step(&mut waiter, w, r));
@@ -157,8 +169,8 @@ fn ready_one_of_n(c: &mut Criterion) {
 }
 
 /// A zero-timeout select with `n` idle fds registered and none ready.
-fn idle_zero_timeout(c: &mut Criterion) {
-    fn run(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, n: usize, mut waiter: impl Wait) {
+fn idle_zero_timeout<M: Measurement>(c: &mut Criterion<M>) {
+    fn run<M: Measurement>(group: &mut BenchmarkGroup<'_, M>, name: &str, n: usize, mut waiter: impl Wait) {
         bench(group, name, Some(n), 0, || idle_step(&mut waiter));
     }
 
@@ -184,9 +196,9 @@ fn idle_zero_timeout(c: &mut Criterion) {
 
 /// Register one socket and unregister it again: the bookkeeping plus, for
 /// epoll and the peers, two `epoll_ctl` calls.
-fn register_unregister(c: &mut Criterion) {
-    fn tulip<S: Selector<usize>>(
-        group: &mut BenchmarkGroup<'_, WallTime>,
+fn register_unregister<M: Measurement>(c: &mut Criterion<M>) {
+    fn tulip<M: Measurement, S: Selector<usize>>(
+        group: &mut BenchmarkGroup<'_, M>,
         name: &str,
         mut selector: S,
         fd: RawFd,
@@ -226,9 +238,9 @@ fn register_unregister(c: &mut Criterion) {
 }
 
 /// Switch one registered socket READ → WRITE → READ (two modifies per step).
-fn modify(c: &mut Criterion) {
-    fn tulip<S: Selector<usize>>(
-        group: &mut BenchmarkGroup<'_, WallTime>,
+fn modify<M: Measurement>(c: &mut Criterion<M>) {
+    fn tulip<M: Measurement, S: Selector<usize>>(
+        group: &mut BenchmarkGroup<'_, M>,
         name: &str,
         selector: S,
         fd: RawFd,
@@ -268,9 +280,9 @@ fn modify(c: &mut Criterion) {
 
 /// One round trip over a socketpair whose both ends are in one selector:
 /// write on A, select (B ready), read on B, write on B, select (A ready), read on A.
-fn ping_pong(c: &mut Criterion) {
-    fn run(
-        group: &mut BenchmarkGroup<'_, WallTime>,
+fn ping_pong<M: Measurement>(c: &mut Criterion<M>) {
+    fn run<M: Measurement>(
+        group: &mut BenchmarkGroup<'_, M>,
         name: &str,
         (a, b): (RawFd, RawFd),
         mut waiter: impl Wait,
@@ -294,7 +306,8 @@ fn ping_pong(c: &mut Criterion) {
     run(group, "polling", ends, Polling::readers(&fds));
 }
 
-fn setup(c: &mut Criterion) {
+fn setup<M: Measurement>(c: &mut Criterion<M>) {
+    share_fd_table();
     let limit = raise_fd_limit();
     let needed = (SIZES[SIZES.len() - 1] + 64) as libc::rlim_t;
     assert!(limit >= needed, "RLIMIT_NOFILE hard limit {limit} is below the {needed} fds this bench needs");
@@ -305,5 +318,18 @@ fn setup(c: &mut Criterion) {
     ping_pong(c);
 }
 
-criterion_group!(benches, setup);
-criterion_main!(benches);
+fn main() {
+    // What criterion_group!/criterion_main! would expand to, once per clock.
+    match Clock::from_env() {
+        Clock::ThreadCpu => {
+            let mut criterion = Criterion::default().with_measurement(ThreadCpuTime).configure_from_args();
+            setup(&mut criterion);
+            criterion.final_summary();
+        }
+        Clock::Wall => {
+            let mut criterion = Criterion::<WallTime>::default().configure_from_args();
+            setup(&mut criterion);
+            criterion.final_summary();
+        }
+    }
+}

@@ -13,16 +13,23 @@
 //! `--messages N` per connection (default 1000), `--size BYTES` per message
 //! (default 64). Exits with an error if an echo differs.
 
+#[allow(dead_code)] // the client reads its own flags, not `ServerArgs`
+mod common;
+
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
+use common::Flags;
 use tulip::selectors::Backend;
 use tulip::DynSelectorEventLoop;
 
+/// Shown after a mistake on the command line.
+const USAGE: &str = "usage: echo_client --port P [--backend NAME] [--conns N] [--messages N] [--size BYTES]";
+
 fn main() -> io::Result<()> {
-    let args = Args::parse()?;
+    let args = Args::parse().unwrap_or_else(common::usage_exit);
     let event_loop = Rc::new(tulip::new_event_loop(args.backend)?);
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let start = Instant::now();
@@ -95,29 +102,20 @@ struct Args {
 impl Args {
     fn parse() -> io::Result<Args> {
         let mut args = Args { port: 0, backend: Backend::default(), conns: 1, messages: 1000, size: 64 };
-        let mut words = std::env::args().skip(1);
-        while let Some(flag) = words.next() {
-            let value = words.next().ok_or_else(|| usage(&format!("{flag} needs a value")))?;
-            let number = || value.parse::<u64>().map_err(|_| usage(&format!("bad {flag}")));
+        let mut flags = Flags::new(USAGE);
+        while let Some((flag, value)) = flags.next_flag()? {
             match flag.as_str() {
-                "--port" => args.port = value.parse().map_err(|_| usage("bad --port"))?,
+                "--port" => args.port = flags.parse(&flag, &value)?,
                 "--backend" => args.backend = value.parse()?,
-                "--conns" | "--max-conns" => args.conns = number()?,
-                "--messages" => args.messages = number()?,
-                "--size" => args.size = number()?.max(1) as usize,
-                _ => return Err(usage(&format!("unknown option {flag}"))),
+                "--conns" | "--max-conns" => args.conns = flags.parse(&flag, &value)?,
+                "--messages" => args.messages = flags.parse(&flag, &value)?,
+                "--size" => args.size = flags.parse::<u64>(&flag, &value)?.max(1) as usize,
+                _ => return Err(flags.unknown(&flag)),
             }
         }
         if args.port == 0 {
-            return Err(usage("--port is required"));
+            return Err(flags.error("--port is required"));
         }
         Ok(args)
     }
-}
-
-fn usage(problem: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{problem}\nusage: echo_client --port P [--backend NAME] [--conns N] [--messages N] [--size BYTES]"),
-    )
 }

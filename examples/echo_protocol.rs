@@ -11,12 +11,17 @@
 //! which), `--backend select|poll|epoll|kqueue`, `--max-conns N` (exit once
 //! N connections were served). Talk to it with `echo_client` or `nc`.
 
+mod common;
+
 use std::cell::Cell;
 use std::io::{self, Write};
 use std::rc::Rc;
 
-use tulip::selectors::Backend;
+use common::ServerArgs;
 use tulip::{AbstractEventLoop, Protocol, Transport};
+
+/// Shown after a mistake on the command line (see `common::ServerArgs`).
+const USAGE: &str = "usage: echo_protocol [--port P] [--backend NAME] [--max-conns N]";
 
 /// One connection: echo, and stop reading while the peer is not reading.
 struct Echo {
@@ -76,7 +81,7 @@ impl Finish {
 }
 
 fn main() -> io::Result<()> {
-    let args = Args::parse()?;
+    let args = ServerArgs::parse(USAGE).unwrap_or_else(common::usage_exit);
     let event_loop = tulip::new_event_loop(args.backend)?;
     let finished = Rc::new(Finish { left: Cell::new(args.max_conns), done: event_loop.create_future() });
     let shared = Rc::clone(&finished);
@@ -92,34 +97,4 @@ fn main() -> io::Result<()> {
     }
     server.close();
     event_loop.close()
-}
-
-struct Args {
-    port: u16,
-    backend: Backend,
-    max_conns: Option<u64>,
-}
-
-impl Args {
-    fn parse() -> io::Result<Args> {
-        let mut args = Args { port: 8888, backend: Backend::default(), max_conns: None };
-        let mut words = std::env::args().skip(1);
-        while let Some(flag) = words.next() {
-            let value = words.next().ok_or_else(|| usage(&format!("{flag} needs a value")))?;
-            match flag.as_str() {
-                "--port" => args.port = value.parse().map_err(|_| usage("bad --port"))?,
-                "--backend" => args.backend = value.parse()?,
-                "--max-conns" => args.max_conns = Some(value.parse().map_err(|_| usage("bad --max-conns"))?),
-                _ => return Err(usage(&format!("unknown option {flag}"))),
-            }
-        }
-        Ok(args)
-    }
-}
-
-fn usage(problem: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{problem}\nusage: echo_protocol [--port P] [--backend NAME] [--max-conns N]"),
-    )
 }

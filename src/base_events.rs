@@ -192,13 +192,14 @@ impl<L: PollIo> BaseEventLoop<L> {
     pub fn new() -> io::Result<Self> {
         let ready = Rc::new(RefCell::new(VecDeque::new()));
         let closed = Rc::new(Cell::new(false));
+        let shared = Arc::new(Shared::new()?);
         Ok(BaseEventLoop {
-            local: LoopLocal::new(Rc::clone(&ready), Rc::clone(&closed)),
+            local: LoopLocal::new(Rc::clone(&ready), Rc::clone(&closed), Arc::clone(&shared)),
             ready,
             spare: Cell::new(VecDeque::new()),
             used_up: RefCell::new(Vec::new()),
             timers: RefCell::new(TimerHeap::new()),
-            shared: Arc::new(Shared::new()?),
+            shared,
             running: Cell::new(false),
             stopping: Cell::new(false),
             closed,
@@ -271,8 +272,7 @@ impl<L: PollIo> BaseEventLoop<L> {
 
     /// Moves the callbacks other threads queued onto `ready`, in call order.
     fn take_threadsafe(&self, ready: &mut VecDeque<ReadyCallback<L>>) {
-        self.shared
-            .take_pending(|(callback, origin)| ready.push_back(Rc::new(Once::new(callback, origin, ()))));
+        self.shared.move_pending_to(ready);
     }
 
     /// The ready queue, for an I/O layer queueing the handlers of every fd a

@@ -25,6 +25,7 @@ use std::task::Wake;
 
 use crate::base_events::PollIo;
 use crate::callbacks::{Once, ReadyCallback};
+use crate::threadsafe::Shared;
 use crate::{AbstractEventLoop, LoopHandle};
 
 /// The task id of `run_until_complete`'s future, which the loop does not
@@ -41,16 +42,27 @@ trait LocalWake {
     fn wake_task(&self, task: u64);
 }
 
+/// What holds OS resources on behalf of a loop (a transport's socket, a
+/// server's listener) and must let go of them when the loop closes: its own
+/// callbacks, which would have done it, will never run.
+pub(crate) trait Release {
+    fn release(&self);
+}
+
 /// A loop's shared, `Rc`-held state for code that has no `&L` (see the module docs).
 pub(crate) struct LoopLocal<L> {
     id: u64,
     ready: Rc<RefCell<VecDeque<ReadyCallback<L>>>>,
+    /// The queue of other threads' calls, taken before anything is queued here.
+    threadsafe: Arc<Shared<L>>,
     closed: Rc<Cell<bool>>,
     /// Tasks not yet finished. A task removes itself when it finishes.
     tasks: RefCell<HashMap<u64, ReadyCallback<L>>>,
     next_task: Cell<u64>,
     /// `(fd, write)` of the socket operations waiting now: one per fd and direction.
     io_waits: RefCell<HashSet<(RawFd, bool)>>,
+    /// Transports and servers, released when the loop closes.
+    resources: RefCell<Vec<Weak<dyn Release>>>,
     /// The buffer the loop's transports read into: reads never overlap.
     /// Empty until the first read.
     read_buffer: RefCell<Vec<u8>>,
@@ -58,7 +70,8 @@ pub(crate) struct LoopLocal<L> {
 
 impl<L> LoopLocal<L> {
     /// Drops every pending task's future, and the tasks. Dropping a future
-    /// may create another task; a few rounds catch those.
+    /// may create another task; a few rounds catch those. Then releases the
+    /// transports and servers still open: the loop is closing.
     pub(crate) fn drop_tasks(&self) {
         for _ in 0..8 {
             let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
@@ -68,6 +81,18 @@ impl<L> LoopLocal<L> {
             tasks.values().for_each(|task| task.cancel());
             drop(tasks);
         }
+        let resources = std::mem::take(&mut *self.resources.borrow_mut());
+        resources.iter().filter_map(Weak::upgrade).for_each(|resource| resource.release());
+    }
+
+    /// Keeps `resource` to [`release`](Release::release) when the loop closes.
+    pub(crate) fn keep_resource(&self, resource: Weak<dyn Release>) {
+        let mut resources = self.resources.borrow_mut();
+        if resources.len() == resources.capacity() {
+            // Forget the gone ones before growing: amortized O(1) a push.
+            resources.retain(|kept| kept.strong_count() > 0);
+        }
+        resources.push(resource);
     }
 
     /// Claims `fd`'s reading (or writing) side for one socket operation;
@@ -111,15 +136,21 @@ impl<L> LoopLocal<L> {
 impl<L: 'static> LoopLocal<L> {
     /// The local state of a new loop whose engine owns `ready` and `closed`,
     /// registered for wakes on this thread.
-    pub(crate) fn new(ready: Rc<RefCell<VecDeque<ReadyCallback<L>>>>, closed: Rc<Cell<bool>>) -> Rc<Self> {
+    pub(crate) fn new(
+        ready: Rc<RefCell<VecDeque<ReadyCallback<L>>>>,
+        closed: Rc<Cell<bool>>,
+        threadsafe: Arc<Shared<L>>,
+    ) -> Rc<Self> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let local = Rc::new(LoopLocal {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             ready,
             closed,
+            threadsafe,
             tasks: RefCell::new(HashMap::new()),
             next_task: Cell::new(ROOT_TASK + 1),
             io_waits: RefCell::new(HashSet::new()),
+            resources: RefCell::new(Vec::new()),
             read_buffer: RefCell::new(Vec::new()),
         });
         let weak: Weak<dyn LocalWake> = Rc::downgrade(&local) as Weak<dyn LocalWake>;
@@ -141,7 +172,10 @@ impl<L: 'static> LoopLocal<L> {
     /// Queues an entry (a task to poll, usually); dropped if the loop is closed.
     pub(crate) fn push(&self, entry: ReadyCallback<L>) {
         if !self.closed.get() {
-            self.ready.borrow_mut().push_back(entry);
+            let mut ready = self.ready.borrow_mut();
+            // Threadsafe calls made before this go first: one FIFO.
+            self.threadsafe.move_pending_to(&mut ready);
+            ready.push_back(entry);
         }
     }
 

@@ -17,12 +17,13 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use crate::base_events::PollIo;
-use crate::local::LoopLocal;
+use crate::local::{LoopLocal, Release};
 use crate::panics::unwinding_panic;
 use crate::selectors::Selector;
 use crate::sockets::Listener;
@@ -231,6 +232,8 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
             sync_queued: Cell::new(false),
             dispatching: Cell::new(false),
         });
+        let weak: Weak<dyn Release> = Rc::downgrade(&transport) as Weak<dyn Release>;
+        local.keep_resource(weak);
         let me = Rc::clone(&transport);
         local.call_soon(move |event_loop| me.begin(event_loop, waiter));
         transport
@@ -266,10 +269,29 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
         let made = if self.conn_lost.get() {
             Some(false) // aborted before it started: the protocol hears nothing
         } else {
-            self.with_protocol(|protocol| {
-                protocol.connection_made(transport);
-                true
-            })
+            // A panic in `connection_made` closes the transport (see
+            // `with_protocol`); `create_connection` must hear of it, or it
+            // would wait for the waiter forever.
+            let called = panic::catch_unwind(AssertUnwindSafe(|| {
+                self.with_protocol(|protocol| {
+                    protocol.connection_made(transport);
+                    true
+                })
+            }));
+            match called {
+                Ok(made) => made,
+                Err(payload) => {
+                    if let Some(waiter) = waiter {
+                        let message = payload
+                            .downcast_ref::<&str>()
+                            .copied()
+                            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                            .unwrap_or("protocol panicked");
+                        let _ = waiter.set_exception(io::Error::other(message.to_owned()));
+                    }
+                    panic::resume_unwind(payload);
+                }
+            }
         };
         if made.is_none() && self.protocol.borrow().is_some() {
             // The protocol is borrowed (by its owner): try again next time.
@@ -492,17 +514,52 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
     /// The last callback: unwatch, tell the protocol, close the socket.
     fn call_connection_lost(&self, event_loop: &L, err: Option<io::Error>) {
         self.sync(event_loop);
+        // From here the socket closes and the protocol is let go however
+        // `connection_lost` ends, a panic included: otherwise the protocol
+        // (which may hold its `Transport`) and the transport keep each other,
+        // and the socket, alive for good.
+        let mut teardown = Teardown { transport: self, armed: true };
         let mut err = Some(err);
         let delivered = self.protocol.borrow().is_none()
             || !self.made.get()
             || self.with_protocol(|protocol| protocol.connection_lost(err.take().flatten())).is_some();
         if !delivered {
             // The protocol is borrowed: try again next time.
+            teardown.armed = false;
             let Some(me) = self.rc() else { return };
             let err = err.flatten();
             self.local.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
+        }
+    }
+}
+
+/// Closes a transport's socket and drops its protocol when it goes out of
+/// scope, unless disarmed: the end of [`SocketTransport::call_connection_lost`].
+struct Teardown<'a, L> {
+    transport: &'a SocketTransport<L>,
+    armed: bool,
+}
+
+impl<L> Drop for Teardown<'_, L> {
+    fn drop(&mut self) {
+        if !self.armed {
             return;
         }
+        let protocol = self.transport.protocol.borrow_mut().take();
+        drop(protocol);
+        let sock = self.transport.sock.borrow_mut().take();
+        drop(sock);
+        self.transport.buffer.borrow_mut().clear();
+    }
+}
+
+impl<L> Release for SocketTransport<L> {
+    /// The loop closed with the connection open: close the socket and drop
+    /// the protocol (which may hold this transport: a cycle) without telling
+    /// it, as no callback can run any more.
+    fn release(&self) {
+        self.closing.set(true);
+        self.conn_lost.set(true);
         let protocol = self.protocol.borrow_mut().take();
         drop(protocol);
         let sock = self.sock.borrow_mut().take();
@@ -715,12 +772,23 @@ impl<L: PollIo + AbstractEventLoop> SocketServer<L> {
         }
     }
 
+    /// Unwatches and closes the listening socket (after `close`).
     fn stop_listening(&self, event_loop: &L) {
         let _ = event_loop.remove_reader(self.fd);
-        if let Some(Listening::Unix(listener, path)) = self.listener.borrow_mut().take() {
-            drop(listener);
+        let listener = self.listener.borrow_mut().take();
+        drop(listener);
+    }
+}
+
+impl<L> Release for SocketServer<L> {
+    /// The loop closed while serving: close the listener (and remove its file).
+    fn release(&self) {
+        let serving = self.serving.replace(false);
+        let listener = self.listener.borrow_mut().take();
+        if let (true, Some(Listening::Unix(_, path))) = (serving, &listener) {
             let _ = std::fs::remove_file(path);
         }
+        drop(listener);
     }
 }
 
@@ -728,6 +796,12 @@ impl<L: PollIo + AbstractEventLoop> ServerImpl for SocketServer<L> {
     fn close(&self) {
         if !self.serving.replace(false) {
             return;
+        }
+        // The socket file goes now, as in asyncio: the loop may never run
+        // the queued callback (it may be closed first). Only the fd must
+        // wait for the loop, which unwatches it before it is closed.
+        if let Some(Listening::Unix(_, path)) = &*self.listener.borrow() {
+            let _ = std::fs::remove_file(path);
         }
         let Some(me) = self.me.upgrade() else { return };
         self.local.call_soon(move |event_loop| me.stop_listening(event_loop));
@@ -844,6 +918,8 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             accepted: Cell::new(0),
         });
         server.watch(self)?;
+        let weak: Weak<dyn Release> = Rc::downgrade(&server) as Weak<dyn Release>;
+        self.engine().local().keep_resource(weak);
         Ok(Server { inner: server })
     }
 

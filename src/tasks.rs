@@ -81,7 +81,9 @@ impl<T> Clone for Task<T> {
 impl<T> Task<T> {
     /// Asks the task to stop: its future is dropped instead of being polled
     /// again (at its next poll point, not from inside this call) and
-    /// awaiters get a [`Cancelled`] error. `false` if the task was done already.
+    /// awaiters get a [`Cancelled`] error. Called while the task runs (from
+    /// inside its own future), the task ends cancelled even if that poll
+    /// completes it: its output is dropped. `false` if the task was done already.
     pub fn cancel(&self) -> bool {
         if self.shared.is_done() {
             return false;
@@ -147,13 +149,19 @@ struct TaskCell<L, F: Future> {
 
 impl<L, F: Future> TaskCell<L, F> {
     /// Drops the future (outside any borrow: its drop may do anything),
-    /// records the outcome, and forgets the task.
+    /// records the outcome, and forgets the task. A panic in the future's
+    /// drop goes on to the loop, but only after the awaiters were told:
+    /// they must not wait for a task that is gone.
     fn finish(&self, result: io::Result<F::Output>, cancelled: bool) {
         let future = self.future.borrow_mut().take();
-        drop(future);
+        let dropped = catch(|| drop(future));
         self.shared.complete(result, cancelled);
         if let Some(local) = self.local.upgrade() {
             local.remove_task(self.id);
+        }
+        if let Err((message, location)) = dropped {
+            let at = location.map_or_else(String::new, |at| format!(" at {at}"));
+            panic::resume_unwind(Box::new(format!("task's future panicked while dropped{at}: {message}")));
         }
     }
 }
@@ -194,6 +202,11 @@ impl<L, F: Future> Callback<L> for TaskCell<L, F> {
         };
         match polled {
             Ok(Poll::Pending) => {}
+            // Cancelled while it ran (by itself, or by what it called):
+            // `cancel` said it would be, so it is, as in asyncio.
+            Ok(Poll::Ready(_)) if self.shared.cancel_requested.get() => {
+                self.finish(Err(Cancelled.into()), true)
+            }
             Ok(Poll::Ready(output)) => self.finish(Ok(output), false),
             Err((message, location)) => {
                 let at = location.map_or_else(String::new, |at| format!(" at {at}"));
@@ -265,10 +278,8 @@ where
     let mut future = pin!(future);
     let mut output = None;
     let mut panicked = None;
-    engine.run_until(event_loop, || {
-        if !wake_state.take_scheduled() {
-            return false;
-        }
+    // Polls the future; `true` once it is done (or panicked).
+    let mut poll = || {
         let mut cx = Context::from_waker(&waker);
         // A panic goes to our caller, with the standard hook's message.
         match panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
@@ -282,7 +293,20 @@ where
                 true
             }
         }
+    };
+    let finished = Cell::new(false);
+    engine.run_until(event_loop, || {
+        if wake_state.take_scheduled() && poll() {
+            finished.set(true);
+        }
+        finished.get()
     })?;
+    if !finished.get() && wake_state.take_scheduled() {
+        // Stopped by `stop()`, maybe in the very iteration that completed
+        // the future (a callback that sets a result and stops): as asyncio,
+        // which then finds the future done, give the result.
+        poll();
+    }
     if let Some(payload) = panicked {
         panic::resume_unwind(payload);
     }

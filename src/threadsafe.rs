@@ -2,13 +2,16 @@
 //! drains once per iteration, and a wake-up written only when the loop may
 //! be asleep, so a burst of calls costs one syscall.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::panic::Location;
+use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Release, SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::callbacks::{Once, ReadyCallback};
 use crate::wakeup::Wakeup;
 use crate::AbstractEventLoop;
 
@@ -113,6 +116,16 @@ impl<L> Shared<L> {
 
 pub(crate) fn closed_error() -> io::Error {
     io::Error::other("event loop is closed")
+}
+
+impl<L: 'static> Shared<L> {
+    /// Moves the callbacks other threads queued onto the loop's `ready`
+    /// queue, in call order. Everything that queues on the loop thread calls
+    /// this first, so the loop keeps one FIFO, as asyncio's single deque.
+    #[inline]
+    pub(crate) fn move_pending_to(&self, ready: &mut VecDeque<ReadyCallback<L>>) {
+        self.take_pending(|(callback, origin)| ready.push_back(Rc::new(Once::new(callback, origin, ()))));
+    }
 }
 
 /// A handle to a loop that other threads can hold: schedule callbacks and

@@ -82,7 +82,9 @@ pub(crate) trait TransportImpl {
 /// once the buffer is back to the low-water mark (a quarter of the high one).
 /// Changes that need the loop (watching the socket, closing it) take effect
 /// on its next iteration; the protocol's `connection_lost` comes once, as a
-/// loop callback.
+/// loop callback. When the loop closes, its open transports close their
+/// sockets and drop their protocols, without `connection_lost` (no
+/// callback runs on a closed loop); its servers close their listeners.
 ///
 /// [`Protocol::connection_made`]: crate::Protocol::connection_made
 #[derive(Clone)]
@@ -219,7 +221,7 @@ pub struct Server {
 
 impl Server {
     /// Stops accepting: the listening socket is closed on the loop's next
-    /// iteration (a Unix socket's file is removed). Open connections stay.
+    /// iteration; a Unix socket's file is removed at once. Open connections stay.
     pub fn close(&self) {
         self.inner.close();
     }

@@ -2,72 +2,21 @@
 //! checks what they do: the echo server echoes byte-exact on every backend
 //! and exits after `--max-conns`; the timers example prints in order.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+#[macro_use]
+mod common;
+
+use common::example::{connect, pattern, Example};
+use tulip::selectors::Backend;
 
 /// Long enough for `cargo run` to build the example if it is not built yet.
 const START_LIMIT: Duration = Duration::from_secs(180);
 /// How long the example may take once it runs.
 const RUN_LIMIT: Duration = Duration::from_secs(20);
-
-/// A child process that is killed if the test ends before it exits.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl Running {
-    /// Waits for the exit, failing the test (and killing the child) after `limit`.
-    fn wait_success(&mut self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                assert!(status.success(), "the example exited with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "the example did not exit within {limit:?}");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn cargo_run_example(name: &str, args: &[&str]) -> (Running, ChildStdout) {
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let mut child = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--manifest-path", manifest, "--example", name, "--"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn cargo run");
-    let stdout = child.stdout.take().expect("piped stdout");
-    (Running(child), stdout)
-}
-
-/// Reads stdout lines on a thread, so each can be awaited with a timeout.
-fn lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
 
 /// Sends `message` from one thread while reading the echo on this one (the
 /// server stops reading when too much echo waits, so both must progress).
@@ -88,31 +37,17 @@ fn round_trip_reading_after(stream: &TcpStream, message: &[u8], delay: Duration)
     assert!(echoed == message, "the echo differs from what was sent ({} bytes)", message.len());
 }
 
-/// `len` bytes that are not a short repeating cycle.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()
-}
-
-fn echo_server_echoes_and_exits(backend: &str) {
-    let (mut server, stdout) =
-        cargo_run_example("echo_callbacks", &["--port", "0", "--max-conns", "2", "--backend", backend]);
-    let lines = lines(stdout);
-    let first = lines.recv_timeout(START_LIMIT).expect("the example printed its address");
-    let port: u16 = first
-        .strip_prefix("listening on 127.0.0.1:")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .parse()
-        .expect("a port number");
-    assert_ne!(port, 0);
+fn echo_callbacks_echoes_and_exits(backend: Backend) {
+    let mut server =
+        Example::start("echo_callbacks", &["--port", "0", "--max-conns", "2", "--backend", backend.name()]);
+    let address = server.address(START_LIMIT);
 
     // First connection: small messages, every byte value, one after another.
-    let one = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    one.set_read_timeout(Some(RUN_LIMIT)).unwrap();
+    let one = connect(address, RUN_LIMIT);
     round_trip(&one, b"hello\n");
     round_trip(&one, &(0..=255u8).collect::<Vec<_>>());
     // Second connection, open at the same time: a 1 MB message.
-    let two = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    two.set_read_timeout(Some(RUN_LIMIT)).unwrap();
+    let two = connect(address, RUN_LIMIT);
     round_trip(&two, &pattern(1_000_000));
     // More than the kernel buffers of both sockets hold, read late: the
     // server's writes become partial, so it must buffer, flush when
@@ -131,42 +66,13 @@ fn echo_server_echoes_and_exits(backend: &str) {
     server.wait_success(RUN_LIMIT);
 }
 
-mod echo_callbacks {
-    #[test]
-    fn select() {
-        super::echo_server_echoes_and_exits("select");
-    }
-    #[test]
-    fn poll() {
-        super::echo_server_echoes_and_exits("poll");
-    }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    #[test]
-    fn epoll() {
-        super::echo_server_echoes_and_exits("epoll");
-    }
-    #[cfg(any(
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
-    #[test]
-    fn kqueue() {
-        super::echo_server_echoes_and_exits("kqueue");
-    }
-}
+backend_tests!(with_backend: echo_callbacks_echoes_and_exits);
 
 #[test]
 fn echo_server_closes_idle_connections() {
-    let (mut server, stdout) =
-        cargo_run_example("echo_callbacks", &["--port", "0", "--max-conns", "1", "--idle-timeout", "0.2"]);
-    let first = lines(stdout).recv_timeout(START_LIMIT).expect("the example printed its address");
-    let port: u16 = first.strip_prefix("listening on 127.0.0.1:").unwrap().parse().unwrap();
-    let idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    idle.set_read_timeout(Some(RUN_LIMIT)).unwrap();
+    let mut server =
+        Example::start("echo_callbacks", &["--port", "0", "--max-conns", "1", "--idle-timeout", "0.2"]);
+    let idle = connect(server.address(START_LIMIT), RUN_LIMIT);
     round_trip(&idle, b"ping");
     let quiet_since = Instant::now();
     let mut rest = Vec::new();
@@ -181,12 +87,8 @@ fn echo_server_closes_idle_connections() {
 #[test]
 fn timers_example_prints_in_order() {
     let started = Instant::now();
-    let (mut example, stdout) = cargo_run_example("timers", &[]);
-    let lines = lines(stdout);
-    let mut output = Vec::new();
-    while let Ok(line) = lines.recv_timeout(START_LIMIT) {
-        output.push(line);
-    }
+    let mut example = Example::start("timers", &[]);
+    let output = example.read_to_end(START_LIMIT).to_vec();
     example.wait_success(RUN_LIMIT);
     assert!(started.elapsed() < START_LIMIT);
     let expected = [

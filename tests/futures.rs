@@ -1,6 +1,7 @@
 //! Layer 3: futures, tasks and run_until_complete, on every backend.
 
-mod layer3_util;
+#[macro_use]
+mod common;
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
@@ -12,20 +13,24 @@ use std::task::{Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use layer3_util::drop_flag;
+use common::drop_flag;
 use tulip::{AbstractEventLoop, DynSelectorEventLoop};
 
 backend_tests!(
+    run_on_thread:
     future_set_result,
     future_set_twice_is_an_error,
     future_exception,
     future_cancel,
     future_done_callbacks_run_soon,
+    threadsafe_calls_made_first_run_before_done_callbacks,
     future_awaited_twice,
     task_result,
     task_cancel_drops_the_future,
     task_cancel_before_first_poll,
     task_cancel_after_done,
+    task_cancelled_while_running_ends_cancelled,
+    task_whose_future_panics_when_dropped_still_ends,
     task_panic_is_reported,
     task_awaits_task,
     task_wake_from_other_thread,
@@ -34,6 +39,7 @@ backend_tests!(
     many_wakes_from_other_thread_one_poll,
     run_until_complete_rules,
     run_until_complete_stopped,
+    run_until_complete_stopped_as_it_completes,
     close_drops_pending_tasks,
     create_task_on_closed_loop,
 );
@@ -102,6 +108,25 @@ fn future_done_callbacks_run_soon(event_loop: DynSelectorEventLoop) {
     assert_eq!(seen.borrow().len(), 3);
 }
 
+fn threadsafe_calls_made_first_run_before_done_callbacks(event_loop: DynSelectorEventLoop) {
+    // One FIFO, as asyncio's single ready deque: a call another thread made
+    // before a future completed runs before that future's done callback.
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handle = event_loop.handle();
+    let remote = Arc::clone(&order);
+    thread::spawn(move || handle.call_soon_threadsafe(move |_| remote.lock().unwrap().push("threadsafe")))
+        .join()
+        .unwrap()
+        .unwrap();
+    let fut = event_loop.create_future::<()>();
+    let local = Arc::clone(&order);
+    fut.add_done_callback(move |_| local.lock().unwrap().push("done"));
+    fut.set_result(()).unwrap();
+    event_loop.stop();
+    event_loop.run_forever().unwrap();
+    assert_eq!(*order.lock().unwrap(), ["threadsafe", "done"]);
+}
+
 fn future_awaited_twice(event_loop: DynSelectorEventLoop) {
     let fut = event_loop.create_future::<String>();
     fut.set_result("once".to_owned()).unwrap();
@@ -118,15 +143,22 @@ fn task_result(event_loop: DynSelectorEventLoop) {
     assert_eq!(event_loop.pending_tasks(), 0);
 }
 
-fn task_cancel_drops_the_future(event_loop: DynSelectorEventLoop) {
-    let event_loop = Rc::new(event_loop);
+/// A task that sleeps for an hour holding an `Rc` of the loop (a cycle
+/// only cancellation or `close` breaks) and a drop guard: the flag is set
+/// once the task's future has been dropped.
+fn hour_long_task(event_loop: &Rc<DynSelectorEventLoop>) -> (tulip::Task<()>, Rc<Cell<bool>>) {
     let (dropped, guard) = drop_flag();
-    let lp = event_loop.clone();
+    let lp = Rc::clone(event_loop);
     let task = event_loop.create_task(async move {
         let _guard = guard;
         tulip::sleep(&*lp, Duration::from_secs(3600)).await;
-        "never"
     });
+    (task, dropped)
+}
+
+fn task_cancel_drops_the_future(event_loop: DynSelectorEventLoop) {
+    let event_loop = Rc::new(event_loop);
+    let (task, dropped) = hour_long_task(&event_loop);
     let canceller = task.clone();
     event_loop.call_later(Duration::from_millis(5), move |_| assert!(canceller.cancel()));
     let outcome = event_loop.run_until_complete(task.clone()).unwrap();
@@ -157,6 +189,57 @@ fn task_cancel_after_done(event_loop: DynSelectorEventLoop) {
     assert!(!task.cancel());
     assert!(!task.cancelled());
     assert_eq!(event_loop.run_until_complete(task).unwrap().unwrap(), 1);
+}
+
+fn task_cancelled_while_running_ends_cancelled(event_loop: DynSelectorEventLoop) {
+    // The task cancels itself in its last poll: `cancel` said true, so the
+    // task ends cancelled, its output dropped (asyncio's `_must_cancel`).
+    let slot: Rc<RefCell<Option<tulip::Task<u32>>>> = Rc::default();
+    let me = slot.clone();
+    let (dropped, guard) = drop_flag();
+    let task = event_loop.create_task(async move {
+        let task = me.borrow_mut().take().unwrap();
+        assert!(task.cancel(), "running: not done yet");
+        drop(guard);
+        5
+    });
+    *slot.borrow_mut() = Some(task.clone());
+    let err = event_loop.run_until_complete(task.clone()).unwrap().unwrap_err();
+    assert!(tulip::is_cancelled(&err), "{err}");
+    assert!(task.done() && task.cancelled());
+    assert!(dropped.get());
+    assert!(!task.cancel(), "done now");
+}
+
+fn task_whose_future_panics_when_dropped_still_ends(event_loop: DynSelectorEventLoop) {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("dropped");
+        }
+    }
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let sink = reports.clone();
+    event_loop
+        .set_exception_handler(Some(Box::new(move |_, context| sink.borrow_mut().push(context.to_string()))));
+    let event_loop = Rc::new(event_loop);
+    let lp = Rc::clone(&event_loop);
+    let task = event_loop.create_task(async move {
+        let _guard = PanicsOnDrop;
+        tulip::sleep(&*lp, Duration::from_secs(3600)).await;
+    });
+    run_one_iteration(&event_loop);
+    assert!(task.cancel());
+    // Cancelling drops the future, whose drop panics: the awaiter still
+    // hears that the task is over.
+    let waited = tulip::wait_for(&*event_loop, task.clone(), Duration::from_secs(10));
+    let err = event_loop.run_until_complete(waited).unwrap().unwrap().unwrap_err();
+    assert!(tulip::is_cancelled(&err), "{err}");
+    assert!(task.done() && task.cancelled());
+    assert_eq!(event_loop.pending_tasks(), 0);
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].contains("dropped"), "{reports:?}");
 }
 
 fn task_panic_is_reported(event_loop: DynSelectorEventLoop) {
@@ -325,15 +408,26 @@ fn run_until_complete_stopped(event_loop: DynSelectorEventLoop) {
     assert_eq!(event_loop.run_until_complete(async { 3 }).unwrap(), 3);
 }
 
+fn run_until_complete_stopped_as_it_completes(event_loop: DynSelectorEventLoop) {
+    // One callback completes the future and stops the loop: asyncio finds
+    // the future done and returns its result.
+    let fut = event_loop.create_future::<u32>();
+    let setter = fut.clone();
+    event_loop.call_soon(move |event_loop| {
+        setter.set_result(7).unwrap();
+        event_loop.stop();
+    });
+    assert_eq!(event_loop.run_until_complete(fut).unwrap().unwrap(), 7);
+    assert!(!event_loop.is_running());
+    // The same through a task.
+    let task = event_loop.create_task(async { 8 });
+    event_loop.call_soon(|event_loop| event_loop.stop());
+    assert_eq!(event_loop.run_until_complete(task).unwrap().unwrap(), 8);
+}
+
 fn close_drops_pending_tasks(event_loop: DynSelectorEventLoop) {
     let event_loop = Rc::new(event_loop);
-    let (dropped, guard) = drop_flag();
-    let lp = event_loop.clone();
-    let task = event_loop.create_task(async move {
-        let _guard = guard;
-        // Holding the loop: a cycle that close() breaks.
-        tulip::sleep(&*lp, Duration::from_secs(3600)).await;
-    });
+    let (task, dropped) = hour_long_task(&event_loop);
     run_one_iteration(&event_loop);
     assert!(!dropped.get());
     // One more, queued but never run.

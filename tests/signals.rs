@@ -26,6 +26,18 @@ fn serialised() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Installs a handler for `signum` that counts its runs and stops the loop.
+fn count_and_stop<L: TestLoop>(lp: &L, signum: c_int) -> Rc<Cell<u32>> {
+    let runs = Rc::new(Cell::new(0));
+    let r = Rc::clone(&runs);
+    lp.add_signal_handler(signum, move |lp| {
+        r.set(r.get() + 1);
+        lp.stop();
+    })
+    .unwrap();
+    runs
+}
+
 /// The handler address currently installed for `signum`.
 fn current_handler(signum: c_int) -> libc::sighandler_t {
     // SAFETY: sigaction is plain data; all-zero is a valid value.
@@ -80,13 +92,7 @@ fn a_raised_signal_runs_its_handler<L: TestLoop>(lp: L) {
 
 fn a_signal_wakes_a_blocked_loop<L: TestLoop>(lp: L) {
     let _lock = serialised();
-    let runs = Rc::new(Cell::new(0));
-    let r = Rc::clone(&runs);
-    lp.add_signal_handler(libc::SIGUSR2, move |lp| {
-        r.set(r.get() + 1);
-        lp.stop();
-    })
-    .unwrap();
+    let runs = count_and_stop(&lp, libc::SIGUSR2);
     // Sent from another thread to the whole process while the loop blocks
     // with nothing else to wait for.
     let sender = thread::spawn(|| {
@@ -102,13 +108,7 @@ fn a_signal_wakes_a_blocked_loop<L: TestLoop>(lp: L) {
 fn a_signal_arriving_during_select_runs_its_handler<L: TestLoop>(lp: L) {
     // asyncio's test: an interval timer sends SIGALRM while the loop blocks.
     let _lock = serialised();
-    let caught = Rc::new(Cell::new(0));
-    let c = Rc::clone(&caught);
-    lp.add_signal_handler(libc::SIGALRM, move |lp| {
-        c.set(c.get() + 1);
-        lp.stop();
-    })
-    .unwrap();
+    let caught = count_and_stop(&lp, libc::SIGALRM);
     // SAFETY: itimerval is plain data; all-zero is a valid value.
     let mut timer: libc::itimerval = unsafe { mem::zeroed() };
     timer.it_value.tv_usec = 10_000; // once, in 10 ms
@@ -267,13 +267,7 @@ fn only_one_loop_handles_signals<L: TestLoop>(lp: L) {
     other.close().unwrap();
     lp.add_signal_handler(libc::SIGUSR1, |_| {}).unwrap();
     // And the new holder's handlers work.
-    let runs = Rc::new(Cell::new(0));
-    let r = Rc::clone(&runs);
-    lp.add_signal_handler(libc::SIGUSR1, move |lp| {
-        r.set(r.get() + 1);
-        lp.stop();
-    })
-    .unwrap();
+    let runs = count_and_stop(&lp, libc::SIGUSR1);
     raise(libc::SIGUSR1);
     run_bounded(&lp, LIMIT);
     assert_eq!(runs.get(), 1);

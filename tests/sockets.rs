@@ -1,7 +1,8 @@
 //! Layer 3: sock_accept, sock_connect, sock_recv and sock_sendall on every
 //! backend, over 127.0.0.1 and Unix-domain sockets.
 
-mod layer3_util;
+#[macro_use]
+mod common;
 
 use std::future::{poll_fn, Future};
 use std::io::{self, Read, Write};
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tulip::{AbstractEventLoop, DynSelectorEventLoop};
 
 backend_tests!(
+    run_on_thread:
     tcp_round_trip,
     tcp_large_sendall_partial_writes,
     unix_round_trip,
@@ -68,21 +70,9 @@ fn timeout() -> Duration {
     Duration::from_secs(20)
 }
 
-/// Sets `SO_LINGER` to zero and closes: the peer gets a reset, not an EOF.
-fn reset(stream: TcpStream) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt with a valid pointer to a `linger` and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
-    drop(stream);
+/// Runs `fut` under [`timeout`]; a hang fails the test.
+fn run<F: Future>(event_loop: &DynSelectorEventLoop, fut: F) -> F::Output {
+    event_loop.run_until_complete(tulip::wait_for(event_loop, fut, timeout())).unwrap().unwrap()
 }
 
 fn tcp_round_trip(event_loop: DynSelectorEventLoop) {
@@ -102,7 +92,7 @@ fn tcp_round_trip(event_loop: DynSelectorEventLoop) {
         lp.sock_sendall(&client, b"").await?;
         io::Result::Ok(())
     };
-    event_loop.run_until_complete(tulip::wait_for(lp, work, timeout())).unwrap().unwrap().unwrap();
+    run(lp, work).unwrap();
     assert_eq!(event_loop.watched_fds(), 0);
 }
 
@@ -133,7 +123,7 @@ fn tcp_large_sendall_partial_writes(event_loop: DynSelectorEventLoop) {
         let mut results = tulip::gather(both).await;
         results.pop().unwrap()
     };
-    let got = event_loop.run_until_complete(tulip::wait_for(lp, work, timeout())).unwrap().unwrap().unwrap();
+    let got = run(lp, work).unwrap();
     assert!(got == data, "received {} bytes, byte-exact: {}", got.len(), got == data);
     assert_eq!(event_loop.watched_fds(), 0);
 }
@@ -153,7 +143,7 @@ fn unix_round_trip(event_loop: DynSelectorEventLoop) {
         assert_eq!(lp.sock_recv(&server, &mut buf).await?, 0);
         io::Result::Ok(())
     };
-    event_loop.run_until_complete(tulip::wait_for(lp, work, timeout())).unwrap().unwrap().unwrap();
+    run(lp, work).unwrap();
     assert_eq!(event_loop.watched_fds(), 0);
 }
 
@@ -196,7 +186,7 @@ fn recv_eof(event_loop: DynSelectorEventLoop) {
         let both: Vec<Boxed<'_, usize>> = vec![Box::pin(recv), Box::pin(close_later)];
         tulip::gather(both).await.remove(0)
     };
-    let n = event_loop.run_until_complete(tulip::wait_for(lp, work, timeout())).unwrap().unwrap().unwrap();
+    let n = run(lp, work).unwrap();
     assert_eq!(n, 0);
 }
 
@@ -206,12 +196,11 @@ fn recv_after_peer_reset(event_loop: DynSelectorEventLoop) {
     let work = async {
         let client = lp.sock_connect(addr).await?;
         let (server, _) = lp.sock_accept(&listener).await?;
-        reset(server);
+        common::reset(server);
         let mut buf = [0u8; 8];
         lp.sock_recv(&client, &mut buf).await
     };
-    let err =
-        event_loop.run_until_complete(tulip::wait_for(lp, work, timeout())).unwrap().unwrap().unwrap_err();
+    let err = run(lp, work).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
     assert_eq!(event_loop.watched_fds(), 0);
 }
@@ -223,11 +212,10 @@ fn sendall_to_reset_peer(event_loop: DynSelectorEventLoop) {
     let work = async {
         let client = lp.sock_connect(addr).await?;
         let (server, _) = lp.sock_accept(&listener).await?;
-        reset(server);
+        common::reset(server);
         lp.sock_sendall(&client, &data).await
     };
-    let err =
-        event_loop.run_until_complete(tulip::wait_for(lp, work, timeout())).unwrap().unwrap().unwrap_err();
+    let err = run(lp, work).unwrap_err();
     assert!(
         matches!(err.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe),
         "{err} ({:?})",
@@ -255,7 +243,7 @@ fn recv_on_blocking_socket(event_loop: DynSelectorEventLoop) {
         client.shutdown(std::net::Shutdown::Write)?;
         io::Result::Ok(buf[..n].to_vec())
     };
-    let got = event_loop.run_until_complete(tulip::wait_for(lp, work, timeout())).unwrap().unwrap().unwrap();
+    let got = run(lp, work).unwrap();
     assert_eq!(got, b"late");
     assert_eq!(writer.join().unwrap(), b"bye");
 }
@@ -365,8 +353,7 @@ fn unix_connect_retries_when_backlog_is_full(event_loop: DynSelectorEventLoop) {
         let accepted = accepter.await;
         (connected, accepted)
     };
-    let (connected, accepted) =
-        event_loop.run_until_complete(tulip::wait_for(&*event_loop, all, timeout())).unwrap().unwrap();
+    let (connected, accepted) = run(&event_loop, all);
     for client in connected {
         client.unwrap().unwrap();
     }
@@ -389,7 +376,7 @@ fn second_waiting_recv_is_refused(event_loop: DynSelectorEventLoop) {
         let both: Vec<Boxed<'_, usize>> = vec![Box::pin(first), Box::pin(second)];
         tulip::gather(both).await
     };
-    let outcomes = event_loop.run_until_complete(tulip::wait_for(lp, work, timeout())).unwrap().unwrap();
+    let outcomes = run(lp, work);
     assert_eq!(outcomes[1].as_ref().unwrap_err().kind(), io::ErrorKind::ResourceBusy);
     assert_eq!(*outcomes[0].as_ref().unwrap(), 4, "the first one still works");
     assert_eq!(&first_buf[..4], b"data");

@@ -1,6 +1,7 @@
 //! Layer 3: sleep, wait_for and gather, on every backend.
 
-mod layer3_util;
+#[macro_use]
+mod common;
 
 use std::cell::Cell;
 use std::future::{pending, Future};
@@ -9,10 +10,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use layer3_util::drop_flag;
+use common::drop_flag;
 use tulip::{AbstractEventLoop, DynSelectorEventLoop};
 
 backend_tests!(
+    run_on_thread:
     sleep_is_never_early,
     sleep_zero,
     dropped_sleep_cancels_its_timer,

@@ -1,7 +1,8 @@
 //! Layer 3: transports and protocols on every backend, over 127.0.0.1 and
 //! Unix-domain sockets.
 
-mod layer3_util;
+#[macro_use]
+mod common;
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
@@ -15,6 +16,7 @@ use std::time::Duration;
 use tulip::{AbstractEventLoop, DynSelectorEventLoop, Protocol, Transport};
 
 backend_tests!(
+    run_on_thread:
     echo_10_mb_with_flow_control,
     half_close_with_write_eof,
     abort_drops_the_buffer,
@@ -30,6 +32,9 @@ backend_tests!(
     addresses,
     unix_echo,
     dropped_create_connection_closes,
+    panic_in_connection_made_fails_create_connection,
+    panic_in_connection_lost_still_closes_the_socket,
+    closing_the_loop_closes_open_connections,
 );
 
 /// What a [`Recorder`] saw, shared with the test.
@@ -118,6 +123,13 @@ fn port_of(server: &tulip::Server) -> SocketAddr {
 /// Runs `fut` under a generous timeout; a hang fails the test.
 fn run<F: std::future::Future>(event_loop: &DynSelectorEventLoop, fut: F) -> F::Output {
     event_loop.run_until_complete(tulip::wait_for(event_loop, fut, Duration::from_secs(30))).unwrap().unwrap()
+}
+
+/// Connects to `addr` with a [`Recorder`] writing to `log`.
+fn connect_recording(event_loop: &DynSelectorEventLoop, addr: SocketAddr, log: &SharedLog) -> Transport {
+    let log = log.clone();
+    let (transport, _) = run(event_loop, event_loop.create_connection(addr, move || Recorder(log))).unwrap();
+    transport
 }
 
 /// A server whose protocols share one log (the last connection's).
@@ -269,9 +281,7 @@ fn half_close_with_write_eof(event_loop: DynSelectorEventLoop) {
     let log = server_log.clone();
     let server = event_loop.create_server(localhost(), move || Answer(None, log.clone())).unwrap();
     let client_log = new_log(&event_loop);
-    let factory_log = client_log.clone();
-    let (transport, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(factory_log))).unwrap();
+    let transport = connect_recording(&event_loop, port_of(&server), &client_log);
     transport.write(b"hello, ").unwrap();
     transport.write(b"world").unwrap();
     transport.write_eof().unwrap();
@@ -288,9 +298,7 @@ fn abort_drops_the_buffer(event_loop: DynSelectorEventLoop) {
     let server_log = new_log(&event_loop);
     let server = recording_server(&event_loop, &server_log);
     let client_log = new_log(&event_loop);
-    let factory_log = client_log.clone();
-    let (transport, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(factory_log))).unwrap();
+    let transport = connect_recording(&event_loop, port_of(&server), &client_log);
     // Let the server's connection_made run, then stop it reading.
     run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(5)));
     server_log.borrow().transport.as_ref().unwrap().pause_reading();
@@ -314,9 +322,7 @@ fn close_flushes_the_buffer(event_loop: DynSelectorEventLoop) {
     let server_log = new_log(&event_loop);
     let server = recording_server(&event_loop, &server_log);
     let client_log = new_log(&event_loop);
-    let factory_log = client_log.clone();
-    let (transport, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(factory_log))).unwrap();
+    let transport = connect_recording(&event_loop, port_of(&server), &client_log);
     let big: Vec<u8> = (0..8 << 20).map(pattern).collect();
     transport.write(&big).unwrap();
     transport.close();
@@ -417,28 +423,14 @@ fn server_close_stops_accepting(event_loop: DynSelectorEventLoop) {
 
 /// Accepts one connection on a plain listener and resets it (SO_LINGER 0).
 fn reset_next_connection(listener: &TcpListener) {
-    let (stream, _) = listener.accept().unwrap();
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt with a valid pointer to a `linger` and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            std::os::unix::io::AsRawFd::as_raw_fd(&stream),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
+    common::reset(listener.accept().unwrap().0);
 }
 
 fn peer_reset_reaches_connection_lost(event_loop: DynSelectorEventLoop) {
     let listener = TcpListener::bind(localhost()).unwrap();
     let addr = listener.local_addr().unwrap();
     let log = new_log(&event_loop);
-    let factory_log = log.clone();
-    let (transport, _) =
-        run(&event_loop, event_loop.create_connection(addr, || Recorder(factory_log))).unwrap();
+    let transport = connect_recording(&event_loop, addr, &log);
     reset_next_connection(&listener);
     assert_eq!(run(&event_loop, lost(&log)).unwrap(), Some(io::ErrorKind::ConnectionReset));
     assert!(transport.is_closing());
@@ -480,16 +472,12 @@ fn connection_lost_never_inside_write(event_loop: DynSelectorEventLoop) {
 fn write_after_close_or_eof(event_loop: DynSelectorEventLoop) {
     let server_log = new_log(&event_loop);
     let server = recording_server(&event_loop, &server_log);
-    let (a, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(new_log(&event_loop))))
-            .unwrap();
+    let a = connect_recording(&event_loop, port_of(&server), &new_log(&event_loop));
     a.write_eof().unwrap();
     assert_eq!(a.write(b"x").unwrap_err().kind(), io::ErrorKind::InvalidInput);
     a.write_eof().unwrap(); // again: nothing
     a.write(b"").unwrap(); // empty writes are always fine
-    let (b, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(new_log(&event_loop))))
-            .unwrap();
+    let b = connect_recording(&event_loop, port_of(&server), &new_log(&event_loop));
     b.close();
     assert_eq!(b.write(b"x").unwrap_err().kind(), io::ErrorKind::BrokenPipe);
     b.abort(); // after close: harmless
@@ -501,9 +489,7 @@ fn write_after_close_or_eof(event_loop: DynSelectorEventLoop) {
 fn buffer_limits(event_loop: DynSelectorEventLoop) {
     let server_log = new_log(&event_loop);
     let server = recording_server(&event_loop, &server_log);
-    let (t, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(new_log(&event_loop))))
-            .unwrap();
+    let t = connect_recording(&event_loop, port_of(&server), &new_log(&event_loop));
     assert_eq!(t.get_write_buffer_limits(), (16 << 10, 64 << 10));
     t.set_write_buffer_limits(Some(1000), None).unwrap();
     assert_eq!(t.get_write_buffer_limits(), (250, 1000));
@@ -524,9 +510,7 @@ fn pause_and_resume_reading(event_loop: DynSelectorEventLoop) {
     let server_log = new_log(&event_loop);
     let server = recording_server(&event_loop, &server_log);
     let client_log = new_log(&event_loop);
-    let factory_log = client_log.clone();
-    let (t, _) =
-        run(&event_loop, event_loop.create_connection(port_of(&server), || Recorder(factory_log))).unwrap();
+    let t = connect_recording(&event_loop, port_of(&server), &client_log);
     assert!(t.is_reading());
     t.pause_reading();
     assert!(!t.is_reading());
@@ -546,8 +530,7 @@ fn addresses(event_loop: DynSelectorEventLoop) {
     let server_log = new_log(&event_loop);
     let server = recording_server(&event_loop, &server_log);
     let addr = port_of(&server);
-    let (t, _) =
-        run(&event_loop, event_loop.create_connection(addr, || Recorder(new_log(&event_loop)))).unwrap();
+    let t = connect_recording(&event_loop, addr, &new_log(&event_loop));
     assert_eq!(t.peer_addr().unwrap().as_inet().unwrap(), addr);
     run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(5)));
     let server_side = server_log.borrow().transport.clone().unwrap();
@@ -585,6 +568,7 @@ fn unix_echo(event_loop: DynSelectorEventLoop) {
     assert_eq!(run(&event_loop, lost(&client_log)).unwrap(), None);
     assert_eq!(run(&event_loop, lost(&server_log)).unwrap(), None);
     server.close();
+    assert!(!path.exists(), "the socket file is removed by close, without waiting for the loop");
     run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(1)));
     assert!(!path.exists(), "the socket file is removed on close");
     // A path that is not a socket is refused.
@@ -623,4 +607,80 @@ fn dropped_create_connection_closes(event_loop: DynSelectorEventLoop) {
         assert!(events.is_empty() || events == ["made", "lost:None"], "{events:?}");
     }
     server.close();
+}
+
+/// Collects what reaches the loop's exception handler (these tests expect reports).
+fn collect_reports(event_loop: &DynSelectorEventLoop) -> Rc<RefCell<Vec<String>>> {
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let sink = reports.clone();
+    event_loop
+        .set_exception_handler(Some(Box::new(move |_, context| sink.borrow_mut().push(context.to_string()))));
+    reports
+}
+
+fn panic_in_connection_made_fails_create_connection(event_loop: DynSelectorEventLoop) {
+    struct Panics;
+    impl Protocol for Panics {
+        fn connection_made(&mut self, _transport: Transport) {
+            panic!("connection_made fails");
+        }
+    }
+    let reports = collect_reports(&event_loop);
+    let listener = TcpListener::bind(localhost()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let Err(err) = run(&event_loop, event_loop.create_connection(addr, || Panics)) else {
+        panic!("create_connection succeeded although connection_made panicked");
+    };
+    assert!(err.to_string().contains("connection_made fails"), "{err}");
+    run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(5)));
+    assert_eq!(event_loop.watched_fds(), 0, "the transport closed");
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].contains("connection_made fails"), "{reports:?}");
+}
+
+fn panic_in_connection_lost_still_closes_the_socket(event_loop: DynSelectorEventLoop) {
+    // The protocol keeps its transport (as most do) and closes it at once.
+    struct Panics(Option<Transport>);
+    impl Protocol for Panics {
+        fn connection_made(&mut self, transport: Transport) {
+            transport.close();
+            self.0 = Some(transport);
+        }
+        fn connection_lost(&mut self, _error: Option<io::Error>) {
+            panic!("connection_lost fails");
+        }
+    }
+    let reports = collect_reports(&event_loop);
+    let server = event_loop.create_server(localhost(), || Panics(None)).unwrap();
+    let mut client = std::net::TcpStream::connect(port_of(&server)).unwrap();
+    while reports.borrow().is_empty() {
+        run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(1)));
+    }
+    assert!(reports.borrow()[0].contains("connection_lost fails"), "{:?}", reports.borrow());
+    assert_eq!(event_loop.watched_fds(), 1, "only the listener is watched");
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let read = io::Read::read(&mut client, &mut [0u8; 16]).map_err(|e| e.kind());
+    assert_eq!(read, Ok(0), "the server's socket was closed: the client sees the end");
+    server.close();
+}
+
+fn closing_the_loop_closes_open_connections(event_loop: DynSelectorEventLoop) {
+    // The server's protocol keeps its transport, as most do: a cycle that
+    // only the loop can break when it closes.
+    let server_log = new_log(&event_loop);
+    let server = recording_server(&event_loop, &server_log);
+    let addr = port_of(&server);
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    while server_log.borrow().transport.is_none() {
+        run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(1)));
+    }
+    event_loop.close().unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let read = io::Read::read(&mut client, &mut [0u8; 16]).map_err(|e| e.kind());
+    assert_eq!(read, Ok(0), "the loop closed: the server's socket is closed");
+    let refused = std::net::TcpStream::connect(addr).map_err(|e| e.kind());
+    assert_eq!(refused.err(), Some(io::ErrorKind::ConnectionRefused), "and its listener");
+    assert!(!server.is_serving());
+    assert!(server_log.borrow().transport.as_ref().unwrap().is_closing());
 }

@@ -2,6 +2,7 @@
 //! wraps a real backend and can be told to fail or panic in `select`: the
 //! loop must return the error (or let the panic through) and stay usable.
 
+#[macro_use]
 mod common;
 
 use std::cell::{Cell, RefCell};
@@ -152,27 +153,8 @@ fn a_panic_after_stop_does_not_leak_into_the_next_run(backend: Backend) {
     assert_eq!(runs.get(), 1, "the next run lasted until its own stop");
 }
 
-macro_rules! per_backend_with_selector {
-    ($($case:ident),* $(,)?) => {
-        mod select {
-            $( #[test] fn $case() { super::$case(tulip::selectors::Backend::Select) } )*
-        }
-        mod poll {
-            $( #[test] fn $case() { super::$case(tulip::selectors::Backend::Poll) } )*
-        }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        mod epoll {
-            $( #[test] fn $case() { super::$case(tulip::selectors::Backend::Epoll) } )*
-        }
-        #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd",
-                  target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
-        mod kqueue {
-            $( #[test] fn $case() { super::$case(tulip::selectors::Backend::Kqueue) } )*
-        }
-    };
-}
-
-per_backend_with_selector!(
+backend_tests!(
+    with_backend:
     a_custom_selector_drives_the_loop,
     a_select_error_ends_run_forever_and_the_loop_stays_usable,
     a_panicking_select_leaves_the_loop_not_running,

@@ -1,13 +1,18 @@
-//! Shared by the integration tests: the macro that instantiates each test
-//! case once per selector backend, a watchdog so no test can hang, and a few
-//! socket helpers.
+//! Shared by the integration tests: the macros that instantiate each test
+//! case once per selector backend, watchdogs so no test can hang, a few
+//! socket helpers, and (in [`example`]) the harness that runs the examples.
 
 #![allow(dead_code, unused_macros)] // each test binary uses its own subset
 
+pub mod example;
+
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{self, catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use std::thread;
 use std::time::Duration;
 
 use tulip::selectors::{Backend, Selector};
-use tulip::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers, LoopHandle};
+use tulip::{AbstractEventLoop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, LoopHandle};
 
 /// What the test cases need beyond [`AbstractEventLoop`]: the backend's
 /// name and the debug-mode threshold, both inherent methods of
@@ -34,57 +39,122 @@ impl<S: Selector<IoHandlers> + 'static> TestLoop for BaseSelectorEventLoop<S> {
     }
 }
 
+/// `backend_tests!(runner: a, b)` makes `select::a`, `poll::a`, `epoll::a`
+/// and `kqueue::a`, each calling `common::runner(Backend::…, super::a)`, so
+/// a failure names the backend it failed on. Every backend gets its tests
+/// on every target: the runners ([`with_backend`], [`with_loop`],
+/// [`run_on_thread`]) skip, with a note, the backends this target lacks.
+macro_rules! backend_tests {
+    ($runner:ident: $($case:ident),* $(,)?) => {
+        backend_tests!(@module select, Select, $runner, $($case),*);
+        backend_tests!(@module poll, Poll, $runner, $($case),*);
+        backend_tests!(@module epoll, Epoll, $runner, $($case),*);
+        backend_tests!(@module kqueue, Kqueue, $runner, $($case),*);
+
+        /// The modules above cover every backend, so every one this target has.
+        #[test]
+        fn every_available_backend_is_tested() {
+            use tulip::selectors::Backend;
+            let mut tested = vec![Backend::Select, Backend::Poll, Backend::Epoll, Backend::Kqueue];
+            tested.sort_by_key(|b| b.to_string());
+            let mut all = Backend::ALL.to_vec();
+            all.sort_by_key(|b| b.to_string());
+            assert_eq!(all, tested);
+            for backend in Backend::available() {
+                assert!(tested.contains(&backend), "{backend} is available but not tested");
+            }
+        }
+    };
+    (@module $module:ident, $variant:ident, $runner:ident, $($case:ident),*) => {
+        mod $module {
+            $(
+                #[test]
+                fn $case() {
+                    $crate::common::$runner(tulip::selectors::Backend::$variant, super::$case);
+                }
+            )*
+        }
+    };
+}
+
 /// Instantiates every listed case (a `fn case<L: TestLoop>(lp: L)`) once
 /// for `SelectorEventLoop` and once per backend through
-/// `tulip::new_event_loop`, so a failure names the loop it failed on:
-/// `select::fifo`, `epoll::fifo`, `default_loop::fifo`, …
+/// `tulip::new_event_loop` ([`with_loop`]), so a failure names the loop it
+/// failed on: `select::fifo`, `epoll::fifo`, `default_loop::fifo`, …
 macro_rules! per_backend {
     ($($case:ident),* $(,)?) => {
         mod default_loop {
             $( #[test] fn $case() { super::$case(tulip::SelectorEventLoop::new().unwrap()) } )*
         }
-        mod select {
-            $( #[test] fn $case() {
-                super::$case(tulip::new_event_loop(tulip::selectors::Backend::Select).unwrap())
-            } )*
-        }
-        mod poll {
-            $( #[test] fn $case() {
-                super::$case(tulip::new_event_loop(tulip::selectors::Backend::Poll).unwrap())
-            } )*
-        }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        mod epoll {
-            $( #[test] fn $case() {
-                super::$case(tulip::new_event_loop(tulip::selectors::Backend::Epoll).unwrap())
-            } )*
-        }
-        #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd",
-                  target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
-        mod kqueue {
-            $( #[test] fn $case() {
-                super::$case(tulip::new_event_loop(tulip::selectors::Backend::Kqueue).unwrap())
-            } )*
-        }
-        /// The modules above cover every backend this target has.
-        #[test]
-        fn every_available_backend_is_tested() {
-            let tested: &[tulip::selectors::Backend] = &[
-                tulip::selectors::Backend::Select,
-                tulip::selectors::Backend::Poll,
-                #[cfg(any(target_os = "linux", target_os = "android"))]
-                tulip::selectors::Backend::Epoll,
-                #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd",
-                          target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
-                tulip::selectors::Backend::Kqueue,
-            ];
-            let mut available = tulip::selectors::Backend::available();
-            available.sort_by_key(|b| b.to_string());
-            let mut tested = tested.to_vec();
-            tested.sort_by_key(|b| b.to_string());
-            assert_eq!(available, tested);
-        }
+        backend_tests!(with_loop: $($case),*);
     };
+}
+
+/// `true` if this target has `backend`; otherwise says the test is skipped.
+fn available(backend: Backend) -> bool {
+    let available = Backend::available().contains(&backend);
+    if !available {
+        eprintln!("{backend} is not available here: skipped");
+    }
+    available
+}
+
+/// Runs `test(backend)`, unless this target lacks `backend`.
+pub fn with_backend(backend: Backend, test: fn(Backend)) {
+    if available(backend) {
+        test(backend);
+    }
+}
+
+/// Runs `test` on this thread with a fresh loop over `backend`, unless this
+/// target lacks `backend`.
+pub fn with_loop(backend: Backend, test: fn(DynSelectorEventLoop)) {
+    if available(backend) {
+        test(tulip::new_event_loop(backend).expect("new_event_loop"));
+    }
+}
+
+thread_local! {
+    /// What the loop of the test on this thread reported.
+    static REPORTS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How long any one test run by [`run_on_thread`] may take before it is failed.
+pub const THREAD_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `test` with a fresh loop over `backend` on its own thread, failing
+/// if it takes longer than [`THREAD_LIMIT`] or if anything reaches the
+/// loop's exception handler. Backends not built here are skipped.
+pub fn run_on_thread(backend: Backend, test: fn(DynSelectorEventLoop)) {
+    if !available(backend) {
+        return;
+    }
+    let (done, finished) = mpsc::channel();
+    let worker = thread::Builder::new()
+        .name(format!("test-{backend}"))
+        .spawn(move || {
+            let event_loop = tulip::new_event_loop(backend).expect("new_event_loop");
+            // Anything reported to the default handler fails the test; tests
+            // that expect reports install their own handler.
+            event_loop.set_exception_handler(Some(Box::new(|_, context| {
+                REPORTS.with(|reports| reports.borrow_mut().push(context.to_string()));
+            })));
+            test(event_loop);
+            let reports = REPORTS.with(|reports| reports.take());
+            assert!(reports.is_empty(), "the loop reported: {reports:?}");
+            let _ = done.send(());
+        })
+        .expect("spawn test thread");
+    match finished.recv_timeout(THREAD_LIMIT) {
+        Ok(()) => worker.join().expect("test thread"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Err(payload) => panic::resume_unwind(payload),
+            Ok(()) => unreachable!("the test thread ended without reporting"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{backend}: test still running after {THREAD_LIMIT:?}")
+        }
+    }
 }
 
 /// Stops a loop from another thread if the test has not finished within
@@ -168,6 +238,23 @@ pub fn readable_pair() -> (UnixStream, UnixStream) {
     (a, b)
 }
 
+/// Sets `SO_LINGER` to zero and closes: the peer gets a reset, not an EOF.
+pub fn reset(stream: TcpStream) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt with a valid pointer to a `linger` and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(stream);
+}
+
 /// Reads and discards what is waiting on a non-blocking socket.
 pub fn drain(mut sock: &UnixStream) -> usize {
     let mut total = 0;
@@ -206,4 +293,12 @@ impl<F: FnMut()> Drop for OnDrop<F> {
     fn drop(&mut self) {
         (self.0)();
     }
+}
+
+/// A new flag and the guard that sets it when dropped: shows that a future
+/// (or what it owns) was dropped.
+pub fn drop_flag() -> (Rc<Cell<bool>>, OnDrop<impl FnMut()>) {
+    let flag = Rc::new(Cell::new(false));
+    let setter = Rc::clone(&flag);
+    (flag, OnDrop(move || setter.set(true)))
 }
