@@ -122,6 +122,11 @@ pub struct WaitFor<F> {
 /// error of kind [`TimedOut`](io::ErrorKind::TimedOut). A future that is
 /// ready when the timer fires wins.
 ///
+/// One difference from asyncio: given a [`Task`](crate::Task), the timeout
+/// drops the handle, and dropping a handle never stops its task (it runs
+/// on, as after any other drop). Call [`Task::cancel`](crate::Task::cancel)
+/// on a clone when `TimedOut` comes back if the work should stop too.
+///
 /// ```
 /// use std::time::Duration;
 /// use tulip::selectors::Backend;
