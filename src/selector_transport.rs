@@ -812,6 +812,10 @@ impl<L: PollIo + AbstractEventLoop> ServerImpl for SocketServer<L> {
     }
 
     fn local_addr(&self) -> io::Result<SocketAddress> {
+        // Closed means closed at once, though the fd waits for the loop.
+        if !self.serving.get() {
+            return Err(not_connected());
+        }
         self.listener.borrow().as_ref().ok_or_else(not_connected)?.local_addr()
     }
 

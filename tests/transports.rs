@@ -413,6 +413,7 @@ fn server_close_stops_accepting(event_loop: DynSelectorEventLoop) {
     assert!(server.is_serving());
     server.close();
     assert!(!server.is_serving());
+    assert_eq!(server.local_addr().unwrap_err().kind(), io::ErrorKind::NotConnected, "at once");
     run(&event_loop, tulip::sleep(&event_loop, Duration::from_millis(1)));
     assert_eq!(event_loop.watched_fds(), 0, "the listener is no longer watched");
     let err = run(&event_loop, event_loop.sock_connect(addr)).unwrap_err();
