@@ -2,7 +2,6 @@
 //! drains once per iteration, and a wake-up written only when the loop may
 //! be asleep, so a burst of calls costs one syscall.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::panic::Location;
@@ -11,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Release, SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::callbacks::{Once, ReadyCallback};
+use crate::callbacks::{Once, ReadyQueue};
 use crate::wakeup::Wakeup;
 use crate::AbstractEventLoop;
 
@@ -123,8 +122,8 @@ impl<L: 'static> Shared<L> {
     /// queue, in call order. Everything that queues on the loop thread calls
     /// this first, so the loop keeps one FIFO, as asyncio's single deque.
     #[inline]
-    pub(crate) fn move_pending_to(&self, ready: &mut VecDeque<ReadyCallback<L>>) {
-        self.take_pending(|(callback, origin)| ready.push_back(Rc::new(Once::new(callback, origin, ()))));
+    pub(crate) fn move_pending_to(&self, ready: &mut ReadyQueue<L>) {
+        self.take_pending(|(callback, origin)| ready.push(Rc::new(Once::new(callback, origin, ()))));
     }
 }
 
