@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::callbacks::{Callback, Once, Ran, ReadyCallback, ReadyQueue, Step, TimerMark};
+use crate::callbacks::{new_rc, Callback, Once, Ran, ReadyCallback, ReadyQueue, Step, TimerMark};
 use crate::local::LoopLocal;
 use crate::panics::catch;
 use crate::threadsafe::{closed_error, Shared};
@@ -287,14 +287,25 @@ impl<L: PollIo> BaseEventLoop<L> {
     #[inline]
     #[track_caller]
     pub fn call_soon<F: FnOnce(&L) + 'static>(&self, cb: F) -> Handle {
-        self.check_open();
-        let entry = Rc::new(Once::new(cb, Location::caller(), ()));
-        let mut ready = self.ready.borrow_mut();
-        // Calls other threads made before this one go first: one FIFO, as
-        // asyncio's single ready deque. (One atomic load when there are none.)
-        self.take_threadsafe(&mut ready);
-        ready.push(entry.clone());
+        // One load asks both: is the loop closed, do calls other threads
+        // made before this one wait (they go first: one FIFO, as asyncio's
+        // single ready deque)?
+        if self.shared.needs_attention() {
+            self.before_queueing();
+        }
+        let origin = Location::caller();
+        let entry = new_rc(move || Once::new(cb, origin, ()));
+        self.ready.borrow_mut().push(entry.clone());
         Handle { state: entry }
+    }
+
+    /// [`call_soon`](Self::call_soon)'s slow path: panics if the loop is
+    /// closed, else queues other threads' calls first.
+    #[cold]
+    #[inline(never)]
+    fn before_queueing(&self) {
+        self.check_open();
+        self.take_threadsafe(&mut self.ready.borrow_mut());
     }
 
     /// Schedules `cb` at `when`.

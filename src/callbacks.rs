@@ -163,6 +163,16 @@ impl OnceKind for TimerMark {
     }
 }
 
+/// `Rc::new(value)`, with `value` written straight into the new block.
+/// `Rc::new` builds its block on the stack and copies it over once
+/// allocated; `Rc::new_cyclic` allocates first and writes the value its
+/// closure returns in place, and its counts are then plain stores the
+/// compiler sees (a clone right after is one more store, no overflow check).
+#[inline(always)]
+pub(crate) fn new_rc<T>(make: impl FnOnce() -> T) -> Rc<T> {
+    Rc::new_cyclic(move |_| make())
+}
+
 /// A callback that runs at most once (`call_soon`, `call_later`, threadsafe calls).
 pub(crate) struct Once<F, K = ()> {
     callback: Cell<Option<F>>,
