@@ -508,8 +508,9 @@ impl<L: PollIo> BaseEventLoop<L> {
             // SAFETY: `next < len`, and the entries from `next` on are still
             // in the batch. The copy is lent to `run_release`, which drops
             // it only when it returns `Ran` or `Skipped` (then `next` moves
-            // past the slot); if the callback panics or the result is
-            // `Last`, the copy was forgotten and the slot still owns it.
+            // past the slot); if the callback panics, or the result is
+            // `RanLast` or `SkippedLast`, the copy was forgotten and the
+            // slot still owns it.
             let entry = unsafe { std::ptr::read(entries.add(batch.next)) };
             match entry.run_release(event_loop) {
                 Step::Ran => batch.next += 1,
@@ -517,7 +518,9 @@ impl<L: PollIo> BaseEventLoop<L> {
                     batch.skipped += 1;
                     batch.next += 1;
                 }
-                Step::Last { skipped } => batch.release_kept(skipped),
+                // Takes the entry out (moving `next` past it) and drops it.
+                Step::RanLast => batch.release_kept(false),
+                Step::SkippedLast => batch.release_kept(true),
             }
         }
     }

@@ -21,18 +21,21 @@ pub(crate) enum Ran {
     Skipped,
 }
 
-/// What [`Callback::run_release`] did.
+/// What [`Callback::run_release`] did. (No fields: the common case is
+/// one test of the returned byte.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     /// It ran, and the reference it was given is dropped.
     Ran,
     /// It was cancelled (or busy) and did not run; the reference is dropped.
     Skipped,
-    /// It ran (or was skipped, if `skipped`) and kept its closure, and the
-    /// reference it was given is the last one: dropping it drops what the
-    /// closure captured, which may panic. That reference was not dropped
-    /// but forgotten: whoever lent it still owns it.
-    Last { skipped: bool },
+    /// It ran and kept its closure, and the reference it was given is the
+    /// last one: dropping it drops what the closure captured, which may
+    /// panic. That reference was not dropped but forgotten: whoever lent
+    /// it still owns it.
+    RanLast,
+    /// As [`RanLast`](Self::RanLast), but it was skipped.
+    SkippedLast,
 }
 
 /// A queued unit of work for a loop of type `L`.
@@ -45,7 +48,7 @@ pub(crate) trait Callback<L>: Cancel {
     /// `self` may be a bitwise copy of a reference the run phase keeps in
     /// its batch: it is dropped here only when this returns [`Step::Ran`]
     /// or [`Step::Skipped`]. If the callback panics, or this returns
-    /// [`Step::Last`], it is forgotten, and the batch's copy is still the
+    /// [`Step::RanLast`] or [`Step::SkippedLast`], it is forgotten, and the batch's copy is still the
     /// owner. Implementations keep this default; the run phase's `unsafe`
     /// relies on it.
     #[inline]
@@ -54,7 +57,7 @@ pub(crate) trait Callback<L>: Cancel {
         let this = ManuallyDrop::new(self);
         let ran = this.run(event_loop);
         if ran != Ran::UsedUp && Rc::strong_count(&this) == 1 {
-            return Step::Last { skipped: ran == Ran::Skipped };
+            return if ran == Ran::Skipped { Step::SkippedLast } else { Step::RanLast };
         }
         // A used-up one-shot callback's drop, or a drop that leaves other
         // references, runs no user code.
