@@ -318,7 +318,8 @@ impl<L: PollIo> BaseEventLoop<L> {
     pub fn call_at<F: FnOnce(&L) + 'static>(&self, when: Instant, cb: F) -> TimerHandle {
         self.check_open();
         let mut timers = self.timers.borrow_mut();
-        let entry = Rc::new(Once::new(cb, Location::caller(), TimerMark::new(Rc::clone(&timers.book))));
+        let (origin, book) = (Location::caller(), Rc::clone(&timers.book));
+        let entry = new_rc(move || Once::new(cb, origin, TimerMark::new(book)));
         timers.push(when, Rc::clone(&entry));
         TimerHandle { handle: Handle { state: entry }, when }
     }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::task::Wake;
 
 use crate::base_events::PollIo;
-use crate::callbacks::{Once, ReadyCallback, ReadyQueue};
+use crate::callbacks::{new_rc, Once, ReadyCallback, ReadyQueue};
 use crate::threadsafe::Shared;
 use crate::{AbstractEventLoop, LoopHandle};
 
@@ -166,7 +166,8 @@ impl<L: 'static> LoopLocal<L> {
     /// `call_soon`), or drops it if the loop is closed.
     #[track_caller]
     pub(crate) fn call_soon(&self, callback: impl FnOnce(&L) + 'static) {
-        self.push(Rc::new(Once::new(callback, Location::caller(), ())));
+        let origin = Location::caller();
+        self.push(new_rc(move || Once::new(callback, origin, ())));
     }
 
     /// Queues an entry (a task to poll, usually); dropped if the loop is closed.

@@ -5,12 +5,11 @@
 use std::fmt;
 use std::io;
 use std::panic::Location;
-use std::rc::Rc;
 use std::sync::atomic::Ordering::{Release, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::callbacks::{Once, ReadyQueue};
+use crate::callbacks::{new_rc, Once, ReadyQueue};
 use crate::wakeup::Wakeup;
 use crate::AbstractEventLoop;
 
@@ -137,7 +136,7 @@ impl<L: 'static> Shared<L> {
     /// this first, so the loop keeps one FIFO, as asyncio's single deque.
     #[inline]
     pub(crate) fn move_pending_to(&self, ready: &mut ReadyQueue<L>) {
-        self.take_pending(|(callback, origin)| ready.push(Rc::new(Once::new(callback, origin, ()))));
+        self.take_pending(|(callback, origin)| ready.push(new_rc(move || Once::new(callback, origin, ()))));
     }
 }
 
