@@ -836,6 +836,67 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_skips_what_it_cancels_and_runs_on_after_a_panic() {
+        let lp = SelectorEventLoop::new().unwrap();
+        let contexts: Rc<RefCell<Vec<ExceptionContext>>> = Rc::default();
+        let seen = Rc::clone(&contexts);
+        lp.set_exception_handler(Some(Box::new(move |_, ctx| seen.borrow_mut().push(ctx.clone()))));
+        let ran = Rc::new(RefCell::new(Vec::new()));
+        let victim: Rc<RefCell<Option<crate::Handle>>> = Rc::default();
+        let (r, v) = (Rc::clone(&ran), Rc::clone(&victim));
+        lp.call_soon(move |_| {
+            r.borrow_mut().push("first");
+            v.borrow().as_ref().unwrap().cancel();
+        });
+        let line = line!() + 1;
+        lp.call_soon(|_| panic!("boom in a small batch"));
+        let r = Rc::clone(&ran);
+        *victim.borrow_mut() = Some(lp.call_soon(move |_| r.borrow_mut().push("victim")));
+        let r = Rc::clone(&ran);
+        lp.call_soon(move |_| r.borrow_mut().push("last"));
+        lp.stop();
+        lp.run_forever().unwrap();
+        assert_eq!(*ran.borrow(), ["first", "last"]);
+        assert!(victim.borrow().as_ref().unwrap().cancelled());
+        let contexts = contexts.borrow();
+        assert_eq!(contexts.len(), 1);
+        assert_eq!(contexts[0].panic.as_deref(), Some("boom in a small batch"));
+        assert_eq!(contexts[0].origin.unwrap().line(), line);
+        let stats = lp.stats();
+        assert_eq!((stats.callbacks_run, stats.panics), (3, 1), "the cancelled one did not run");
+        // Only the test's references are left: every entry was freed.
+        assert_eq!(Rc::strong_count(&ran), 1);
+    }
+
+    #[test]
+    fn a_reader_removed_earlier_in_its_batch_is_dropped_there_and_its_drop_panic_reported() {
+        let lp = SelectorEventLoop::new().unwrap();
+        let contexts: Rc<RefCell<Vec<ExceptionContext>>> = Rc::default();
+        let seen = Rc::clone(&contexts);
+        lp.set_exception_handler(Some(Box::new(move |_, ctx| seen.borrow_mut().push(ctx.clone()))));
+        let (a, b) = UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut &a, b"x").unwrap();
+        let fd = b.as_raw_fd();
+        // Queued before the iteration, so it runs before the reader.
+        lp.call_soon(move |lp| assert!(lp.remove_reader(fd).unwrap()));
+        let bomb = Bomb;
+        let line = line!() + 1;
+        lp.add_reader(fd, move |_| {
+            let _ = &bomb;
+            unreachable!("removed before it could run");
+        })
+        .unwrap();
+        lp.stop();
+        lp.run_forever().unwrap();
+        let contexts = contexts.borrow();
+        assert_eq!(contexts.len(), 1);
+        assert_eq!(contexts[0].panic.as_deref(), Some("drop boom"));
+        assert_eq!(contexts[0].origin.unwrap().line(), line);
+        let stats = lp.stats();
+        assert_eq!((stats.iterations, stats.callbacks_run, stats.panics), (1, 1, 1));
+    }
+
+    #[test]
     fn a_large_batch_runs_in_order_and_frees_everything_even_after_a_panic() {
         let lp = SelectorEventLoop::new().unwrap();
         lp.set_exception_handler(Some(Box::new(|_, _| {})));
