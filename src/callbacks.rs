@@ -166,11 +166,11 @@ impl OnceKind for TimerMark {
     }
 }
 
-/// `Rc::new(value)`, with `value` written straight into the new block.
-/// `Rc::new` builds its block on the stack and copies it over once
-/// allocated; `Rc::new_cyclic` allocates first and writes the value its
-/// closure returns in place, and its counts are then plain stores the
-/// compiler sees (a clone right after is one more store, no overflow check).
+/// `Rc::new(make())`, with the value written straight into the new block.
+/// `Rc::new` builds its block (counts and value) on the stack and copies
+/// it over once allocated; `Rc::new_cyclic` allocates first and writes the
+/// value its closure makes in place (nothing here uses the `Weak` it
+/// offers). On the `call_soon` path that saved about ten instructions.
 #[inline(always)]
 pub(crate) fn new_rc<T>(make: impl FnOnce() -> T) -> Rc<T> {
     Rc::new_cyclic(move |_| make())
