@@ -460,9 +460,8 @@ impl<L: PollIo> BaseEventLoop<L> {
     /// Runs the batch of callbacks that is ready now. Panics are caught per
     /// batch, not per callback (cheaper); after one, the rest of the batch runs.
     fn run_ready(&self, event_loop: &L) {
-        let mut entries = self.spare.take();
-        std::mem::swap(&mut entries, &mut *self.ready.borrow_mut());
-        let mut batch = Batch::new(entries);
+        let spare = self.spare.take();
+        let mut batch = Batch::new(std::mem::replace(&mut *self.ready.borrow_mut(), spare));
         while batch.next < batch.entries.len() {
             let Err(panic) = catch(|| self.run_batch(event_loop, &mut batch)) else {
                 continue;
@@ -481,9 +480,13 @@ impl<L: PollIo> BaseEventLoop<L> {
                 self.report_panic(event_loop, origin, panic);
             }
         }
-        let ran = batch.entries.len() as u64 - batch.skipped;
+        let (len, skipped) = (batch.entries.len(), batch.skipped);
         let entries = batch.finish();
-        self.free_used_up();
+        // Only a large batch keeps callbacks to free at its end.
+        if len >= PREFETCH_FROM {
+            self.free_used_up();
+        }
+        let ran = len as u64 - skipped;
         bump(&self.counters.callbacks_run, ran);
         // Keep the emptied queue's allocation for the next iteration. What
         // `spare` held meanwhile is the unallocated `Vec::new()` of `take`,
