@@ -4,14 +4,13 @@
 //! asks its loop to wait for I/O through the one hook of [`PollIo`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::io;
 use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::callbacks::{Callback, Once, Ran, ReadyCallback, TimerMark};
+use crate::callbacks::{new_rc, Callback, Once, Ran, ReadyCallback, ReadyQueue, Step, TimerMark};
 use crate::local::LoopLocal;
 use crate::panics::catch;
 use crate::threadsafe::{closed_error, Shared};
@@ -103,28 +102,81 @@ fn prefetch<T: ?Sized>(value: &T) {
     let _ = value;
 }
 
-/// How far [`BaseEventLoop::run_batch`] got: callbacks taken off the batch
-/// and dropped, how many of those were cancelled and did not run, and where
-/// the last one that could run user code when dropped was scheduled.
-#[derive(Default)]
-struct Progress {
-    done: u64,
+/// The batch an iteration runs: the ready queue as it was when the run
+/// phase began. Its entries leave it in order, each after it ran: those
+/// before `next` are gone (moved out), though still within the vector's
+/// length, so the vector must never drop them. After a panic, `next` and
+/// `dropping` tell [`BaseEventLoop::run_ready`] which callback it was.
+struct Batch<L> {
+    entries: Vec<ReadyCallback<L>>,
+    /// The first entry still in the batch.
+    next: usize,
+    /// Entries that were cancelled (or busy) and did not run.
     skipped: u64,
+    /// While the batch drops an entry whose drop may run user code (the
+    /// last reference to a reader or task), where that entry was scheduled.
     dropping: Option<&'static Location<'static>>,
 }
 
-impl Progress {
-    /// Notes what `callback` did, just before the batch drops it. Only one
-    /// that kept its closure and is held nowhere else can panic in that
-    /// drop: then its origin is kept for the report. (A one-shot callback
-    /// used its closure up; its drop runs no user code and costs nothing here.)
-    #[inline]
-    fn before_drop<L>(&mut self, callback: &ReadyCallback<L>, ran: Ran) {
-        if ran == Ran::Skipped {
-            self.skipped += 1;
+impl<L> Batch<L> {
+    fn new(entries: Vec<ReadyCallback<L>>) -> Self {
+        Batch { entries, next: 0, skipped: 0, dropping: None }
+    }
+
+    /// Takes the entry at `next` out of the batch (after a panic: the one
+    /// that panicked while it ran).
+    fn take_next(&mut self) -> Option<ReadyCallback<L>> {
+        if self.next >= self.entries.len() {
+            return None;
         }
-        if ran != Ran::UsedUp && Rc::strong_count(callback) == 1 {
-            self.dropping = Some(callback.origin());
+        let i = self.next;
+        self.next += 1;
+        // SAFETY: `i` is within the length and not before `next`, so the
+        // entry is still in the batch; `next` moved past it, so it is read
+        // out exactly once.
+        Some(unsafe { std::ptr::read(self.entries.as_ptr().add(i)) })
+    }
+
+    /// Drops the entry at `next` that ran (or was skipped, `skipped`) and
+    /// kept its closure, dropping it with a note of its origin if this is
+    /// its last reference (the drop may then panic).
+    #[inline]
+    fn release_kept(&mut self, skipped: bool) {
+        self.skipped += u64::from(skipped);
+        let Some(entry) = self.take_next() else { return };
+        if Rc::strong_count(&entry) == 1 {
+            self.dropping = Some(entry.origin());
+            entry.release();
+            self.dropping = None;
+        } else {
+            entry.release();
+        }
+    }
+
+    /// The emptied vector, for its allocation.
+    fn finish(self) -> Vec<ReadyCallback<L>> {
+        debug_assert_eq!(self.next, self.entries.len());
+        // Nothing is left to drop: no need for `Drop`'s work.
+        let mut batch = std::mem::ManuallyDrop::new(self);
+        // SAFETY: every entry was moved out (`next` is the length).
+        unsafe { batch.entries.set_len(0) };
+        std::mem::take(&mut batch.entries)
+    }
+}
+
+impl<L> Drop for Batch<L> {
+    /// Only on a panic that escaped the run phase: drops what was not run.
+    fn drop(&mut self) {
+        let len = self.entries.len();
+        let rest = len - self.next.min(len);
+        // SAFETY: the entries from `next` on are still in the batch, those
+        // before were moved out. The length is set to zero first, so a
+        // panic while dropping the rest leaks the others instead of
+        // dropping anything twice.
+        unsafe {
+            self.entries.set_len(0);
+            let first = self.entries.as_mut_ptr().add(len - rest);
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(first, rest));
         }
     }
 }
@@ -135,9 +187,9 @@ type ExceptionHandler<L> = Rc<dyn Fn(&L, &ExceptionContext)>;
 pub struct BaseEventLoop<L> {
     /// Shared (`Rc`) with [`LoopLocal`], through which wakers, futures and
     /// transports queue callbacks without a `&L`.
-    ready: Rc<RefCell<VecDeque<ReadyCallback<L>>>>,
+    ready: Rc<RefCell<ReadyQueue<L>>>,
     /// The queue swapped in while a batch runs; kept for its allocation.
-    spare: Cell<VecDeque<ReadyCallback<L>>>,
+    spare: Cell<ReadyQueue<L>>,
     /// Used-up one-shot callbacks of a large batch, freed at its end.
     used_up: RefCell<Vec<ReadyCallback<L>>>,
     timers: RefCell<TimerHeap<L>>,
@@ -190,13 +242,13 @@ impl<L: PollIo> BaseEventLoop<L> {
     ///
     /// If the cross-thread wake-up fd cannot be created.
     pub fn new() -> io::Result<Self> {
-        let ready = Rc::new(RefCell::new(VecDeque::new()));
+        let ready = Rc::new(RefCell::new(Vec::new()));
         let closed = Rc::new(Cell::new(false));
         let shared = Arc::new(Shared::new()?);
         Ok(BaseEventLoop {
             local: LoopLocal::new(Rc::clone(&ready), Rc::clone(&closed), Arc::clone(&shared)),
             ready,
-            spare: Cell::new(VecDeque::new()),
+            spare: Cell::new(Vec::new()),
             used_up: RefCell::new(Vec::new()),
             timers: RefCell::new(TimerHeap::new()),
             shared,
@@ -235,14 +287,25 @@ impl<L: PollIo> BaseEventLoop<L> {
     #[inline]
     #[track_caller]
     pub fn call_soon<F: FnOnce(&L) + 'static>(&self, cb: F) -> Handle {
-        self.check_open();
-        let entry = Rc::new(Once::new(cb, Location::caller(), ()));
-        let mut ready = self.ready.borrow_mut();
-        // Calls other threads made before this one go first: one FIFO, as
-        // asyncio's single ready deque. (One atomic load when there are none.)
-        self.take_threadsafe(&mut ready);
-        ready.push_back(entry.clone());
+        // One load asks both: is the loop closed, do calls other threads
+        // made before this one wait (they go first: one FIFO, as asyncio's
+        // single ready deque)?
+        if self.shared.needs_attention() {
+            self.before_queueing();
+        }
+        let origin = Location::caller();
+        let entry = new_rc(move || Once::new(cb, origin, ()));
+        self.ready.borrow_mut().push(entry.clone());
         Handle { state: entry }
+    }
+
+    /// [`call_soon`](Self::call_soon)'s slow path: panics if the loop is
+    /// closed, else queues other threads' calls first.
+    #[cold]
+    #[inline(never)]
+    fn before_queueing(&self) {
+        self.check_open();
+        self.take_threadsafe(&mut self.ready.borrow_mut());
     }
 
     /// Schedules `cb` at `when`.
@@ -255,7 +318,8 @@ impl<L: PollIo> BaseEventLoop<L> {
     pub fn call_at<F: FnOnce(&L) + 'static>(&self, when: Instant, cb: F) -> TimerHandle {
         self.check_open();
         let mut timers = self.timers.borrow_mut();
-        let entry = Rc::new(Once::new(cb, Location::caller(), TimerMark::new(Rc::clone(&timers.book))));
+        let (origin, book) = (Location::caller(), Rc::clone(&timers.book));
+        let entry = new_rc(move || Once::new(cb, origin, TimerMark::new(book)));
         timers.push(when, Rc::clone(&entry));
         TimerHandle { handle: Handle { state: entry }, when }
     }
@@ -266,12 +330,12 @@ impl<L: PollIo> BaseEventLoop<L> {
             let mut ready = self.ready.borrow_mut();
             // Threadsafe calls that arrived before the I/O was seen go first.
             self.take_threadsafe(&mut ready);
-            ready.push_back(callback);
+            ready.push(callback);
         }
     }
 
     /// Moves the callbacks other threads queued onto `ready`, in call order.
-    fn take_threadsafe(&self, ready: &mut VecDeque<ReadyCallback<L>>) {
+    fn take_threadsafe(&self, ready: &mut ReadyQueue<L>) {
         self.shared.move_pending_to(ready);
     }
 
@@ -280,7 +344,7 @@ impl<L: PollIo> BaseEventLoop<L> {
     /// first). It must queue only live handlers (not cancelled) and run no
     /// callback while it holds the queue.
     #[inline]
-    pub(crate) fn ready_queue(&self) -> std::cell::RefMut<'_, VecDeque<ReadyCallback<L>>> {
+    pub(crate) fn ready_queue(&self) -> std::cell::RefMut<'_, ReadyQueue<L>> {
         let mut ready = self.ready.borrow_mut();
         self.take_threadsafe(&mut ready);
         ready
@@ -370,7 +434,7 @@ impl<L: PollIo> BaseEventLoop<L> {
             let mut timers = self.timers.borrow_mut();
             if timers.earliest().is_some() {
                 let mut ready = self.ready.borrow_mut();
-                timers.pop_due(Instant::now(), |entry| ready.push_back(entry));
+                timers.pop_due(Instant::now(), |entry| ready.push(entry));
             }
         }
 
@@ -396,71 +460,73 @@ impl<L: PollIo> BaseEventLoop<L> {
     /// Runs the batch of callbacks that is ready now. Panics are caught per
     /// batch, not per callback (cheaper); after one, the rest of the batch runs.
     fn run_ready(&self, event_loop: &L) {
-        let mut batch = self.spare.take();
-        std::mem::swap(&mut batch, &mut *self.ready.borrow_mut());
-        let total = batch.len() as u64;
-        let mut progress = Progress::default();
-        while !batch.is_empty() {
-            let Err(panic) = catch(|| self.run_batch(event_loop, &mut batch, &mut progress)) else {
+        let spare = self.spare.take();
+        let mut batch = Batch::new(std::mem::replace(&mut *self.ready.borrow_mut(), spare));
+        while batch.next < batch.entries.len() {
+            let Err(panic) = catch(|| self.run_batch(event_loop, &mut batch)) else {
                 continue;
             };
-            // A callback leaves the batch after it ran: if the batch still
-            // holds every callback not done, the one at the front panicked
-            // while running; otherwise the one just removed panicked while
-            // being dropped.
-            let culprit = if progress.done + batch.len() as u64 == total { batch.pop_front() } else { None };
-            let origin = culprit.as_ref().map_or(progress.dropping, |callback| Some(callback.origin()));
-            progress.done += 1;
+            // Either an entry panicked while being dropped (it is gone, its
+            // origin noted), or the one at `next` panicked while it ran.
+            if let Some(origin) = batch.dropping.take() {
+                self.report_panic(event_loop, Some(origin), panic);
+                continue;
+            }
+            let culprit = batch.take_next();
+            let origin = culprit.as_ref().map(|callback| callback.origin());
             self.report_panic(event_loop, origin, panic);
             // Dropped as it would have been after running, and as able to panic.
             if let Err(panic) = catch(move || drop(culprit)) {
                 self.report_panic(event_loop, origin, panic);
             }
         }
-        self.free_used_up();
-        bump(&self.counters.callbacks_run, progress.done - progress.skipped);
+        let (len, skipped) = (batch.entries.len(), batch.skipped);
+        let entries = batch.finish();
+        // Only a large batch keeps callbacks to free at its end.
+        if len >= PREFETCH_FROM {
+            self.free_used_up();
+        }
+        let ran = len as u64 - skipped;
+        bump(&self.counters.callbacks_run, ran);
         // Keep the emptied queue's allocation for the next iteration. What
-        // `spare` held meanwhile is the unallocated `VecDeque::new()` of
-        // `take`, so forgetting it leaks nothing and skips a call to its drop.
-        std::mem::forget(self.spare.replace(batch));
+        // `spare` held meanwhile is the unallocated `Vec::new()` of `take`,
+        // so forgetting it leaks nothing and skips a call to its drop.
+        std::mem::forget(self.spare.replace(entries));
     }
 
-    /// Runs callbacks from the front of `batch` until it is empty, each
-    /// dropped right after it ran (for a reader that removed itself, that is
-    /// the last reference). Each one leaves the batch only after it ran, and
-    /// counts as done once dropped, so after a panic
-    /// [`run_ready`](Self::run_ready) knows which one it was.
+    /// Runs the callbacks of `batch` from `next` on, each dropped right
+    /// after it ran (for a reader that removed itself, that is the last
+    /// reference). Each one leaves the batch only after it ran, so after a
+    /// panic [`run_ready`](Self::run_ready) knows which one it was.
     #[inline]
-    fn run_batch(&self, event_loop: &L, batch: &mut VecDeque<ReadyCallback<L>>, progress: &mut Progress) {
+    fn run_batch(&self, event_loop: &L, batch: &mut Batch<L>) {
         if self.debug.get() {
-            return self.run_batch_debug(event_loop, batch, progress);
+            return self.run_batch_debug(event_loop, batch);
         }
-        if batch.len() >= PREFETCH_FROM {
-            return self.run_large_batch(event_loop, batch, progress);
+        let len = batch.entries.len();
+        if len - batch.next >= PREFETCH_FROM {
+            return self.run_large_batch(event_loop, batch);
         }
-        while self.run_front(event_loop, batch, progress) {}
-    }
-
-    /// One step of [`run_batch`](Self::run_batch): runs the callback at the
-    /// front of `batch`, then takes it off and drops it; `false` if there
-    /// was none.
-    #[inline(always)]
-    fn run_front(
-        &self,
-        event_loop: &L,
-        batch: &mut VecDeque<ReadyCallback<L>>,
-        progress: &mut Progress,
-    ) -> bool {
-        let Some(callback) = batch.front() else { return false };
-        let ran = callback.run(event_loop);
-        if ran != Ran::UsedUp {
-            progress.before_drop(callback, ran);
+        let entries = batch.entries.as_ptr();
+        while batch.next < len {
+            // SAFETY: `next < len`, and the entries from `next` on are still
+            // in the batch. The copy is lent to `run_release`, which drops
+            // it only when it returns `Ran` or `Skipped` (then `next` moves
+            // past the slot); if the callback panics, or the result is
+            // `RanLast` or `SkippedLast`, the copy was forgotten and the
+            // slot still owns it.
+            let entry = unsafe { std::ptr::read(entries.add(batch.next)) };
+            match entry.run_release(event_loop) {
+                Step::Ran => batch.next += 1,
+                Step::Skipped => {
+                    batch.skipped += 1;
+                    batch.next += 1;
+                }
+                // Takes the entry out (moving `next` past it) and drops it.
+                Step::RanLast => batch.release_kept(false),
+                Step::SkippedLast => batch.release_kept(true),
+            }
         }
-        if let Some(callback) = batch.pop_front() {
-            callback.release();
-        }
-        progress.done += 1;
-        true
     }
 
     /// [`run_batch`](Self::run_batch) for a batch too large for the cache
@@ -474,30 +540,25 @@ impl<L: PollIo> BaseEventLoop<L> {
     /// [`free_used_up`](Self::free_used_up)). Their closures were used up
     /// when they ran: only memory goes, no user code runs.
     #[cold]
-    fn run_large_batch(
-        &self,
-        event_loop: &L,
-        batch: &mut VecDeque<ReadyCallback<L>>,
-        progress: &mut Progress,
-    ) {
+    fn run_large_batch(&self, event_loop: &L, batch: &mut Batch<L>) {
         let mut used_up = self.used_up.borrow_mut();
-        while let Some(callback) = batch.front() {
-            if let Some(ahead) = batch.get(PREFETCH_AHEAD) {
+        while let Some(callback) = batch.entries.get(batch.next) {
+            if let Some(ahead) = batch.entries.get(batch.next + PREFETCH_AHEAD) {
                 prefetch(&**ahead);
             }
             let ran = callback.run(event_loop);
-            let keep = ran == Ran::UsedUp && Rc::strong_count(callback) == 1;
             if ran != Ran::UsedUp {
-                progress.before_drop(callback, ran);
+                batch.release_kept(ran == Ran::Skipped);
+                continue;
             }
-            if let Some(callback) = batch.pop_front() {
-                if keep {
-                    used_up.push(callback);
-                } else {
+            let held_elsewhere = Rc::strong_count(callback) > 1;
+            if let Some(callback) = batch.take_next() {
+                if held_elsewhere {
                     callback.release();
+                } else {
+                    used_up.push(callback);
                 }
             }
-            progress.done += 1;
         }
     }
 
@@ -529,21 +590,14 @@ impl<L: PollIo> BaseEventLoop<L> {
 
     /// [`run_batch`](Self::run_batch) in debug mode: slow callbacks are reported.
     #[cold]
-    fn run_batch_debug(
-        &self,
-        event_loop: &L,
-        batch: &mut VecDeque<ReadyCallback<L>>,
-        progress: &mut Progress,
-    ) {
-        while let Some(callback) = batch.front() {
+    fn run_batch_debug(&self, event_loop: &L, batch: &mut Batch<L>) {
+        while let Some(callback) = batch.entries.get(batch.next) {
             let started = Instant::now();
             let ran = callback.run(event_loop);
             if ran != Ran::Skipped {
                 self.report_if_slow(event_loop, &**callback, started.elapsed());
             }
-            progress.before_drop(callback, ran);
-            batch.pop_front();
-            progress.done += 1;
+            batch.release_kept(ran == Ran::Skipped);
         }
     }
 
@@ -782,6 +836,67 @@ mod tests {
         assert_eq!(contexts[0].origin.unwrap().line(), line);
         let stats = lp.stats();
         assert_eq!((stats.iterations, stats.panics, stats.callbacks_run), (1, 1, 2));
+    }
+
+    #[test]
+    fn a_batch_skips_what_it_cancels_and_runs_on_after_a_panic() {
+        let lp = SelectorEventLoop::new().unwrap();
+        let contexts: Rc<RefCell<Vec<ExceptionContext>>> = Rc::default();
+        let seen = Rc::clone(&contexts);
+        lp.set_exception_handler(Some(Box::new(move |_, ctx| seen.borrow_mut().push(ctx.clone()))));
+        let ran = Rc::new(RefCell::new(Vec::new()));
+        let victim: Rc<RefCell<Option<crate::Handle>>> = Rc::default();
+        let (r, v) = (Rc::clone(&ran), Rc::clone(&victim));
+        lp.call_soon(move |_| {
+            r.borrow_mut().push("first");
+            v.borrow().as_ref().unwrap().cancel();
+        });
+        let line = line!() + 1;
+        lp.call_soon(|_| panic!("boom in a small batch"));
+        let r = Rc::clone(&ran);
+        *victim.borrow_mut() = Some(lp.call_soon(move |_| r.borrow_mut().push("victim")));
+        let r = Rc::clone(&ran);
+        lp.call_soon(move |_| r.borrow_mut().push("last"));
+        lp.stop();
+        lp.run_forever().unwrap();
+        assert_eq!(*ran.borrow(), ["first", "last"]);
+        assert!(victim.borrow().as_ref().unwrap().cancelled());
+        let contexts = contexts.borrow();
+        assert_eq!(contexts.len(), 1);
+        assert_eq!(contexts[0].panic.as_deref(), Some("boom in a small batch"));
+        assert_eq!(contexts[0].origin.unwrap().line(), line);
+        let stats = lp.stats();
+        assert_eq!((stats.callbacks_run, stats.panics), (3, 1), "the cancelled one did not run");
+        // Only the test's references are left: every entry was freed.
+        assert_eq!(Rc::strong_count(&ran), 1);
+    }
+
+    #[test]
+    fn a_reader_removed_earlier_in_its_batch_is_dropped_there_and_its_drop_panic_reported() {
+        let lp = SelectorEventLoop::new().unwrap();
+        let contexts: Rc<RefCell<Vec<ExceptionContext>>> = Rc::default();
+        let seen = Rc::clone(&contexts);
+        lp.set_exception_handler(Some(Box::new(move |_, ctx| seen.borrow_mut().push(ctx.clone()))));
+        let (a, b) = UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut &a, b"x").unwrap();
+        let fd = b.as_raw_fd();
+        // Queued before the iteration, so it runs before the reader.
+        lp.call_soon(move |lp| assert!(lp.remove_reader(fd).unwrap()));
+        let bomb = Bomb;
+        let line = line!() + 1;
+        lp.add_reader(fd, move |_| {
+            let _ = &bomb;
+            unreachable!("removed before it could run");
+        })
+        .unwrap();
+        lp.stop();
+        lp.run_forever().unwrap();
+        let contexts = contexts.borrow();
+        assert_eq!(contexts.len(), 1);
+        assert_eq!(contexts[0].panic.as_deref(), Some("drop boom"));
+        assert_eq!(contexts[0].origin.unwrap().line(), line);
+        let stats = lp.stats();
+        assert_eq!((stats.iterations, stats.callbacks_run, stats.panics), (1, 1, 1));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! run once.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::os::unix::io::RawFd;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::task::Wake;
 
 use crate::base_events::PollIo;
-use crate::callbacks::{Once, ReadyCallback};
+use crate::callbacks::{new_rc, Once, ReadyCallback, ReadyQueue};
 use crate::threadsafe::Shared;
 use crate::{AbstractEventLoop, LoopHandle};
 
@@ -52,7 +52,7 @@ pub(crate) trait Release {
 /// A loop's shared, `Rc`-held state for code that has no `&L` (see the module docs).
 pub(crate) struct LoopLocal<L> {
     id: u64,
-    ready: Rc<RefCell<VecDeque<ReadyCallback<L>>>>,
+    ready: Rc<RefCell<ReadyQueue<L>>>,
     /// The queue of other threads' calls, taken before anything is queued here.
     threadsafe: Arc<Shared<L>>,
     closed: Rc<Cell<bool>>,
@@ -137,7 +137,7 @@ impl<L: 'static> LoopLocal<L> {
     /// The local state of a new loop whose engine owns `ready` and `closed`,
     /// registered for wakes on this thread.
     pub(crate) fn new(
-        ready: Rc<RefCell<VecDeque<ReadyCallback<L>>>>,
+        ready: Rc<RefCell<ReadyQueue<L>>>,
         closed: Rc<Cell<bool>>,
         threadsafe: Arc<Shared<L>>,
     ) -> Rc<Self> {
@@ -166,7 +166,8 @@ impl<L: 'static> LoopLocal<L> {
     /// `call_soon`), or drops it if the loop is closed.
     #[track_caller]
     pub(crate) fn call_soon(&self, callback: impl FnOnce(&L) + 'static) {
-        self.push(Rc::new(Once::new(callback, Location::caller(), ())));
+        let origin = Location::caller();
+        self.push(new_rc(move || Once::new(callback, origin, ())));
     }
 
     /// Queues an entry (a task to poll, usually); dropped if the loop is closed.
@@ -175,7 +176,7 @@ impl<L: 'static> LoopLocal<L> {
             let mut ready = self.ready.borrow_mut();
             // Threadsafe calls made before this go first: one FIFO.
             self.threadsafe.move_pending_to(&mut ready);
-            ready.push_back(entry);
+            ready.push(entry);
         }
     }
 

@@ -343,12 +343,12 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
                         let Some(handlers) = table.get(slot).and_then(Option::as_ref) else { continue };
                         if events.contains(Events::READ) {
                             if let Some(reader) = &handlers.reader {
-                                queue.push_back(Rc::clone(reader));
+                                queue.push(Rc::clone(reader));
                             }
                         }
                         if events.contains(Events::WRITE) {
                             if let Some(writer) = &handlers.writer {
-                                queue.push_back(Rc::clone(writer));
+                                queue.push(Rc::clone(writer));
                             }
                         }
                     }

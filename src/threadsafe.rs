@@ -2,18 +2,21 @@
 //! drains once per iteration, and a wake-up written only when the loop may
 //! be asleep, so a burst of calls costs one syscall.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::panic::Location;
-use std::rc::Rc;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Release, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::callbacks::{Once, ReadyCallback};
+use crate::callbacks::{new_rc, Once, ReadyQueue};
 use crate::wakeup::Wakeup;
 use crate::AbstractEventLoop;
+
+/// A [`Shared::flags`] bit: other threads' calls wait in `incoming`.
+const PENDING: u8 = 1;
+/// A [`Shared::flags`] bit: the loop is closed.
+const CLOSED: u8 = 2;
 
 pub(crate) type SendCallback<L> = Box<dyn FnOnce(&L) + Send>;
 
@@ -25,8 +28,10 @@ struct Incoming<L> {
 /// State shared between a loop and its [`LoopHandle`]s.
 pub(crate) struct Shared<L> {
     incoming: Mutex<Incoming<L>>,
-    /// `incoming.callbacks` is not empty: lets the loop skip the lock.
-    pending: AtomicBool,
+    /// [`PENDING`] (`incoming.callbacks` is not empty: lets the loop skip
+    /// the lock) and [`CLOSED`] (`incoming.closed`), so the loop's
+    /// `call_soon` asks both with one load. Written only under the lock.
+    flags: AtomicU8,
     /// The loop is (about to be) blocked in `select`.
     sleeping: AtomicBool,
     /// A wake-up was written and not yet drained.
@@ -38,7 +43,7 @@ impl<L> Shared<L> {
     pub(crate) fn new() -> io::Result<Self> {
         Ok(Shared {
             incoming: Mutex::new(Incoming { callbacks: Vec::new(), closed: false }),
-            pending: AtomicBool::new(false),
+            flags: AtomicU8::new(0),
             sleeping: AtomicBool::new(false),
             woken: AtomicBool::new(false),
             wakeup: Wakeup::new()?,
@@ -57,7 +62,7 @@ impl<L> Shared<L> {
                 return Err(closed_error());
             }
             incoming.callbacks.push((callback, origin));
-            self.pending.store(true, SeqCst);
+            self.flags.store(self.flags.load(SeqCst) | PENDING, SeqCst);
         }
         // Pairs with `about_to_sleep`: either the loop sees `pending`, or we see `sleeping`.
         if self.sleeping.load(SeqCst) && !self.woken.swap(true, SeqCst) {
@@ -70,7 +75,14 @@ impl<L> Shared<L> {
     /// the loop must not block.
     pub(crate) fn about_to_sleep(&self) -> bool {
         self.sleeping.store(true, SeqCst);
-        !self.pending.load(SeqCst)
+        self.flags.load(SeqCst) & PENDING == 0
+    }
+
+    /// Other threads' calls wait, or the loop is closed: one load, for
+    /// the loop's `call_soon`, whose slow path then asks which.
+    #[inline]
+    pub(crate) fn needs_attention(&self) -> bool {
+        self.flags.load(SeqCst) != 0
     }
 
     /// Called after the wait. A plain release store: a thread that still
@@ -90,7 +102,7 @@ impl<L> Shared<L> {
     /// atomic load when there are none: every `call_soon` asks.
     #[inline]
     pub(crate) fn take_pending(&self, into: impl FnMut((SendCallback<L>, &'static Location<'static>))) {
-        if self.pending.load(SeqCst) {
+        if self.flags.load(SeqCst) & PENDING != 0 {
             self.take_all_pending().into_iter().for_each(into);
         }
     }
@@ -98,7 +110,7 @@ impl<L> Shared<L> {
     #[inline(never)]
     fn take_all_pending(&self) -> Vec<(SendCallback<L>, &'static Location<'static>)> {
         let mut incoming = self.lock();
-        self.pending.store(false, SeqCst);
+        self.flags.store(self.flags.load(SeqCst) & !PENDING, SeqCst);
         std::mem::take(&mut incoming.callbacks)
     }
 
@@ -107,7 +119,7 @@ impl<L> Shared<L> {
         let dropped = {
             let mut incoming = self.lock();
             incoming.closed = true;
-            self.pending.store(false, SeqCst);
+            self.flags.store(CLOSED, SeqCst);
             std::mem::take(&mut incoming.callbacks)
         };
         drop(dropped);
@@ -123,8 +135,8 @@ impl<L: 'static> Shared<L> {
     /// queue, in call order. Everything that queues on the loop thread calls
     /// this first, so the loop keeps one FIFO, as asyncio's single deque.
     #[inline]
-    pub(crate) fn move_pending_to(&self, ready: &mut VecDeque<ReadyCallback<L>>) {
-        self.take_pending(|(callback, origin)| ready.push_back(Rc::new(Once::new(callback, origin, ()))));
+    pub(crate) fn move_pending_to(&self, ready: &mut ReadyQueue<L>) {
+        self.take_pending(|(callback, origin)| ready.push(new_rc(move || Once::new(callback, origin, ()))));
     }
 }
 
