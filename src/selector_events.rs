@@ -329,31 +329,32 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
         {
             let mut selector = self.selector.borrow_mut();
             let Some(selector) = selector.as_mut() else { return Err(closed_error()) };
-            let ready = selector.select(timeout)?;
-            self.engine.count_events(ready.len());
             let table = self.handlers.borrow();
             // The table holds live handlers only: removing or replacing one
-            // cancels it and takes it out, so none is checked here.
-            let mut queue = self.engine.ready_queue();
-            for (key, events) in ready {
-                match key.data.0 {
-                    Slot::Wakeup => self.engine.drain_wakeup(),
-                    Slot::Signals => signalled = true,
-                    Slot::User(slot) => {
-                        let Some(handlers) = table.get(slot).and_then(Option::as_ref) else { continue };
-                        if events.contains(Events::READ) {
-                            if let Some(reader) = &handlers.reader {
-                                queue.push_back(Rc::clone(reader));
-                            }
+            // cancels it and takes it out, so none is checked here. Each
+            // handler is queued as the selector reads the kernel's answer;
+            // the queue is taken at the first one, after the wait, so that
+            // threadsafe calls made during the wait go first, as before.
+            let mut queue = None;
+            let count = selector.select_each(timeout, |key, events| match key.data.0 {
+                Slot::Wakeup => self.engine.drain_wakeup(),
+                Slot::Signals => signalled = true,
+                Slot::User(slot) => {
+                    let Some(handlers) = table.get(slot).and_then(Option::as_ref) else { return };
+                    let queue = queue.get_or_insert_with(|| self.engine.ready_queue());
+                    if events.contains(Events::READ) {
+                        if let Some(reader) = &handlers.reader {
+                            queue.push_back(Rc::clone(reader));
                         }
-                        if events.contains(Events::WRITE) {
-                            if let Some(writer) = &handlers.writer {
-                                queue.push_back(Rc::clone(writer));
-                            }
+                    }
+                    if events.contains(Events::WRITE) {
+                        if let Some(writer) = &handlers.writer {
+                            queue.push_back(Rc::clone(writer));
                         }
                     }
                 }
-            }
+            })?;
+            self.engine.count_events(count);
         }
         if signalled {
             self.dispatch_signals();
