@@ -4,8 +4,8 @@
 //! writer; `modify` changes it when one side comes or goes, `unregister`
 //! when both are gone.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell, RefMut};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::os::raw::c_int;
@@ -284,6 +284,39 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         Ok(true)
     }
 
+    /// What `poll_io` does for each ready fd: queues its reader and/or
+    /// writer, drains the wake-up fd, or notes that signals arrived. The
+    /// queue is taken at the first handler (see `poll_io`). Always inline:
+    /// it is the body of the loop over the kernel's answer.
+    #[inline(always)]
+    fn queue_handlers<'a>(
+        &'a self,
+        slot: Slot,
+        events: Events,
+        table: &[Option<FdHandlers<Self>>],
+        queue: &mut Option<RefMut<'a, VecDeque<ReadyCallback<Self>>>>,
+        signalled: &mut bool,
+    ) {
+        match slot {
+            Slot::Wakeup => self.engine.drain_wakeup(),
+            Slot::Signals => *signalled = true,
+            Slot::User(slot) => {
+                let Some(handlers) = table.get(slot).and_then(Option::as_ref) else { return };
+                let queue = queue.get_or_insert_with(|| self.engine.ready_queue());
+                if events.contains(Events::READ) {
+                    if let Some(reader) = &handlers.reader {
+                        queue.push_back(Rc::clone(reader));
+                    }
+                }
+                if events.contains(Events::WRITE) {
+                    if let Some(writer) = &handlers.writer {
+                        queue.push_back(Rc::clone(writer));
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads the signal pipe and queues the handlers of the signals that arrived.
     fn dispatch_signals(&self) {
         let handlers = self.signal_handlers.borrow();
@@ -336,24 +369,13 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
             // the queue is taken at the first one, after the wait, so that
             // threadsafe calls made during the wait go first, as before.
             let mut queue = None;
-            let count = selector.select_each(timeout, |key, events| match key.data.0 {
-                Slot::Wakeup => self.engine.drain_wakeup(),
-                Slot::Signals => signalled = true,
-                Slot::User(slot) => {
-                    let Some(handlers) = table.get(slot).and_then(Option::as_ref) else { return };
-                    let queue = queue.get_or_insert_with(|| self.engine.ready_queue());
-                    if events.contains(Events::READ) {
-                        if let Some(reader) = &handlers.reader {
-                            queue.push_back(Rc::clone(reader));
-                        }
-                    }
-                    if events.contains(Events::WRITE) {
-                        if let Some(writer) = &handlers.writer {
-                            queue.push_back(Rc::clone(writer));
-                        }
-                    }
-                }
-            })?;
+            let count = selector.select_each(
+                timeout,
+                #[inline(always)]
+                |key, events| {
+                    self.queue_handlers(key.data.0, events, &table, &mut queue, &mut signalled);
+                },
+            )?;
             self.engine.count_events(count);
         }
         if signalled {

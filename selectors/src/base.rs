@@ -119,7 +119,7 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     fn wait_until_ready<F: FnMut(&SelectorKey<T>, Events)>(
         &mut self,
         timeout: Option<Duration>,
-        sink: &mut F,
+        mut sink: F,
     ) -> io::Result<()> {
         // Read the clock only when a non-zero timeout must be honoured exactly:
         // the common `None` and zero cases cost nothing beyond the syscall.
@@ -127,13 +127,13 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
             Some(d) if !d.is_zero() => Instant::now().checked_add(d),
             _ => None,
         };
-        match self.wait_once(timeout, sink) {
+        match self.wait_once(timeout, &mut sink) {
             // The kernel said something (even if it was all masked out):
             // report it rather than spin on events nobody asked for.
             Ok(reported) if reported > 0 => Ok(()),
             Ok(_) if is_zero(timeout) => Ok(()),
-            Ok(_) => self.wait_again(timeout, deadline, sink),
-            Err(err) if is_interrupted(&err) => self.wait_again(timeout, deadline, sink),
+            Ok(_) => self.wait_again(timeout, deadline, &mut sink),
+            Err(err) if is_interrupted(&err) => self.wait_again(timeout, deadline, &mut sink),
             Err(err) => Err(err),
         }
     }
@@ -159,7 +159,9 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
                 // So far in the future that `Instant` cannot hold it: wait on.
                 (Some(d), None) => Some(d),
             };
-            match self.wait_once(remaining, sink) {
+            // A closure of its own, so that the hot path's closure has one
+            // caller and is inlined into the loop over the kernel's answer.
+            match self.wait_once(remaining, &mut |key: &SelectorKey<T>, events| sink(key, events)) {
                 Ok(reported) if reported > 0 => return Ok(()),
                 Ok(_) if is_zero(remaining) => return Ok(()),
                 Ok(_) => {}
@@ -172,21 +174,37 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     /// One kernel wait, handing each reported fd that has a key, with its
     /// events masked by the key's, to `sink` (unless none are left).
     /// Returns how many fds the kernel reported.
-    #[inline]
+    #[inline(always)]
     fn wait_once<F: FnMut(&SelectorKey<T>, Events)>(
         &mut self,
         timeout: Option<Duration>,
         sink: &mut F,
     ) -> io::Result<usize> {
         let BaseSelector { registry, mechanism, .. } = self;
-        mechanism.wait(timeout, registry.len(), |fd, readiness| {
-            if let Some(key) = registry.get(fd) {
-                let events = readiness.reported(key.events);
-                if !events.is_empty() {
-                    sink(key, events);
-                }
-            }
-        })
+        mechanism.wait(
+            timeout,
+            registry.len(),
+            #[inline(always)]
+            |fd, readiness| deliver(registry, sink, fd, readiness),
+        )
+    }
+}
+
+/// Hands `fd`'s readiness to `sink` if it has a key and any of its events
+/// are left once masked. Always inline, as are the closures around it: one
+/// loop over the kernel's answer, no call per fd.
+#[inline(always)]
+fn deliver<T, F: FnMut(&SelectorKey<T>, Events)>(
+    registry: &Registry<T>,
+    sink: &mut F,
+    fd: RawFd,
+    readiness: Readiness,
+) {
+    if let Some(key) = registry.get(fd) {
+        let events = readiness.reported(key.events);
+        if !events.is_empty() {
+            sink(key, events);
+        }
     }
 }
 
@@ -272,7 +290,7 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         ready.reserve(self.registry.len());
-        let waited = self.wait_until_ready(timeout, &mut |key, events| ready.push((key.fd, events)));
+        let waited = self.wait_until_ready(timeout, |key, events| ready.push((key.fd, events)));
         self.ready = ready;
         waited?;
         Ok(Selected { ready: self.ready.iter(), registry: &self.registry })
@@ -286,10 +304,14 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
         F: FnMut(&SelectorKey<T>, Events),
     {
         let mut count = 0;
-        self.wait_until_ready(timeout, &mut |key, events| {
-            count += 1;
-            on_ready(key, events);
-        })?;
+        self.wait_until_ready(
+            timeout,
+            #[inline(always)]
+            |key, events| {
+                count += 1;
+                on_ready(key, events);
+            },
+        )?;
         Ok(count)
     }
 

@@ -84,7 +84,7 @@ impl Mechanism for Epoll {
         self.control(libc::EPOLL_CTL_DEL, fd, events)
     }
 
-    #[inline]
+    #[inline(always)]
     fn wait<F: FnMut(RawFd, Readiness)>(
         &mut self,
         timeout: Option<Duration>,
