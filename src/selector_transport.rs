@@ -193,6 +193,9 @@ struct SocketTransport<L> {
     reader_on: Cell<bool>,
     writer_on: Cell<bool>,
     sync_queued: Cell<bool>,
+    /// A [`request_sync`](Self::request_sync) came while dispatching: the
+    /// callback's closing `sync` must look (see `on_readable`).
+    changed: Cell<bool>,
     /// Inside one of our loop callbacks, which syncs before it returns.
     dispatching: Cell<bool>,
 }
@@ -230,6 +233,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
             reader_on: Cell::new(false),
             writer_on: Cell::new(false),
             sync_queued: Cell::new(false),
+            changed: Cell::new(false),
             dispatching: Cell::new(false),
         });
         let weak: Weak<dyn Release> = Rc::downgrade(&transport) as Weak<dyn Release>;
@@ -384,7 +388,11 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
     /// Queues a [`sync`](Self::sync), unless one is queued or we are inside
     /// one of our callbacks (which syncs before it returns).
     fn request_sync(&self) {
-        if self.dispatching.get() || self.sync_queued.replace(true) {
+        if self.dispatching.get() {
+            self.changed.set(true);
+            return;
+        }
+        if self.sync_queued.replace(true) {
             return;
         }
         let Some(me) = self.rc() else { return };
@@ -394,8 +402,14 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
         });
     }
 
+    /// Reads once and hands the data to the protocol. The closing `sync` is
+    /// skipped when data was read and nothing asked for one meanwhile: every
+    /// change of what the registrations depend on (closing, pausing,
+    /// buffering, the connection lost) goes through `request_sync`, which
+    /// inside a callback sets `changed`; the EOF and error paths sync.
     fn on_readable(&self, event_loop: &L) {
         let _dispatching = FlagGuard::set(&self.dispatching);
+        self.changed.set(false);
         if !self.conn_lost.get() && !self.closing.get() && !self.reading_paused.get() {
             let fd = self.fd;
             let read = self.call_protocol(|protocol| {
@@ -418,6 +432,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
                 })
             });
             match read {
+                Some(Read::Data) if !self.changed.get() => return,
                 Some(Read::Eof { keep_open }) => {
                     self.read_eof.set(true);
                     if !keep_open {
