@@ -179,6 +179,50 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
     }
 }
 
+/// One `recv` without blocking, its raw return value: for a fast path that
+/// needs only the count; anything but a count goes to [`recv_outcome`],
+/// at once (it reads `errno`).
+#[inline]
+pub(crate) fn recv_once(fd: RawFd, buf: &mut [u8]) -> isize {
+    // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
+    unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) }
+}
+
+/// What [`recv`] returns, given the return value `ret` of a [`recv_once`]
+/// just made (an interrupted one is made again).
+#[cold]
+#[inline(never)]
+pub(crate) fn recv_outcome(fd: RawFd, buf: &mut [u8], ret: isize) -> io::Result<Option<usize>> {
+    match cvt(ret) {
+        Ok(n) => Ok(Some(n as usize)),
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => recv(fd, buf),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// One `send` without blocking, its raw return value: for a fast path that
+/// needs only to know whether all of `buf` went; anything else goes to
+/// [`send_outcome`], at once (it reads `errno`).
+#[inline]
+pub(crate) fn send_once(fd: RawFd, buf: &[u8]) -> isize {
+    // SAFETY: `buf` is valid for `buf.len()` bytes of reads.
+    unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) }
+}
+
+/// What [`send`] returns, given the return value `ret` of a [`send_once`]
+/// just made (an interrupted one is made again).
+#[cold]
+#[inline(never)]
+pub(crate) fn send_outcome(fd: RawFd, buf: &[u8], ret: isize) -> io::Result<Option<usize>> {
+    match cvt(ret) {
+        Ok(n) => Ok(Some(n as usize)),
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => send(fd, buf),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 /// `send` without blocking; `Ok(None)` if the socket's buffer is full.
 #[inline]
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<Option<usize>> {

@@ -4,7 +4,7 @@
 //! writer; `modify` changes it when one side comes or goes, `unregister`
 //! when both are gone.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::base_events::{BaseEventLoop, PollIo};
-use crate::callbacks::{ReadyCallback, Repeating};
+use crate::callbacks::{ReadyCallback, ReadyQueue, Repeating};
 use crate::selectors::{Backend, DefaultSelector, Events, Selector};
 use crate::signals::{check_catchable, check_signal_number, Signals};
 use crate::threadsafe::closed_error;
@@ -284,6 +284,39 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         Ok(true)
     }
 
+    /// What `poll_io` does for each ready fd: queues its reader and/or
+    /// writer, drains the wake-up fd, or notes that signals arrived. The
+    /// queue is taken at the first handler (see `poll_io`). Always inline:
+    /// it is the body of the loop over the kernel's answer.
+    #[inline(always)]
+    fn queue_handlers<'a>(
+        &'a self,
+        slot: Slot,
+        events: Events,
+        table: &[Option<FdHandlers<Self>>],
+        queue: &mut Option<RefMut<'a, ReadyQueue<Self>>>,
+        signalled: &mut bool,
+    ) {
+        match slot {
+            Slot::Wakeup => self.engine.drain_wakeup(),
+            Slot::Signals => *signalled = true,
+            Slot::User(slot) => {
+                let Some(handlers) = table.get(slot).and_then(Option::as_ref) else { return };
+                let queue = queue.get_or_insert_with(|| self.engine.ready_queue());
+                if events.contains(Events::READ) {
+                    if let Some(reader) = &handlers.reader {
+                        queue.push(Rc::clone(reader));
+                    }
+                }
+                if events.contains(Events::WRITE) {
+                    if let Some(writer) = &handlers.writer {
+                        queue.push(Rc::clone(writer));
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads the signal pipe and queues the handlers of the signals that arrived.
     fn dispatch_signals(&self) {
         let handlers = self.signal_handlers.borrow();
@@ -329,31 +362,21 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
         {
             let mut selector = self.selector.borrow_mut();
             let Some(selector) = selector.as_mut() else { return Err(closed_error()) };
-            let ready = selector.select(timeout)?;
-            self.engine.count_events(ready.len());
             let table = self.handlers.borrow();
             // The table holds live handlers only: removing or replacing one
-            // cancels it and takes it out, so none is checked here.
-            let mut queue = self.engine.ready_queue();
-            for (key, events) in ready {
-                match key.data.0 {
-                    Slot::Wakeup => self.engine.drain_wakeup(),
-                    Slot::Signals => signalled = true,
-                    Slot::User(slot) => {
-                        let Some(handlers) = table.get(slot).and_then(Option::as_ref) else { continue };
-                        if events.contains(Events::READ) {
-                            if let Some(reader) = &handlers.reader {
-                                queue.push(Rc::clone(reader));
-                            }
-                        }
-                        if events.contains(Events::WRITE) {
-                            if let Some(writer) = &handlers.writer {
-                                queue.push(Rc::clone(writer));
-                            }
-                        }
-                    }
-                }
-            }
+            // cancels it and takes it out, so none is checked here. Each
+            // handler is queued as the selector reads the kernel's answer;
+            // the queue is taken at the first one, after the wait, so that
+            // threadsafe calls made during the wait go first, as before.
+            let mut queue = None;
+            let count = selector.select_each(
+                timeout,
+                #[inline(always)]
+                |key, events| {
+                    self.queue_handlers(key.data.0, events, &table, &mut queue, &mut signalled);
+                },
+            )?;
+            self.engine.count_events(count);
         }
         if signalled {
             self.dispatch_signals();

@@ -193,6 +193,9 @@ struct SocketTransport<L> {
     reader_on: Cell<bool>,
     writer_on: Cell<bool>,
     sync_queued: Cell<bool>,
+    /// A [`request_sync`](Self::request_sync) came while dispatching: the
+    /// callback's closing `sync` must look (see `on_readable`).
+    changed: Cell<bool>,
     /// Inside one of our loop callbacks, which syncs before it returns.
     dispatching: Cell<bool>,
 }
@@ -230,6 +233,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
             reader_on: Cell::new(false),
             writer_on: Cell::new(false),
             sync_queued: Cell::new(false),
+            changed: Cell::new(false),
             dispatching: Cell::new(false),
         });
         let weak: Weak<dyn Release> = Rc::downgrade(&transport) as Weak<dyn Release>;
@@ -254,9 +258,17 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
     /// than a `catch_unwind`: this runs for every read, and the guard costs
     /// nothing until a panic.)
     fn with_protocol<R>(&self, f: impl FnOnce(&mut dyn Protocol) -> R) -> Option<R> {
+        let _dispatching = FlagGuard::set(&self.dispatching);
+        self.call_protocol(f)
+    }
+
+    /// [`with_protocol`](Self::with_protocol) for a caller that has set
+    /// `dispatching` already (and syncs before it returns).
+    #[inline]
+    fn call_protocol<R>(&self, f: impl FnOnce(&mut dyn Protocol) -> R) -> Option<R> {
+        debug_assert!(self.dispatching.get());
         let protocol = self.protocol.borrow().clone()?;
         let mut guard = protocol.try_borrow_mut().ok()?;
-        let _dispatching = FlagGuard::set(&self.dispatching);
         let close_on_panic = CloseOnPanic(self);
         let outcome = f(&mut *guard);
         std::mem::forget(close_on_panic);
@@ -376,7 +388,11 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
     /// Queues a [`sync`](Self::sync), unless one is queued or we are inside
     /// one of our callbacks (which syncs before it returns).
     fn request_sync(&self) {
-        if self.dispatching.get() || self.sync_queued.replace(true) {
+        if self.dispatching.get() {
+            self.changed.set(true);
+            return;
+        }
+        if self.sync_queued.replace(true) {
             return;
         }
         let Some(me) = self.rc() else { return };
@@ -386,22 +402,37 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
         });
     }
 
+    /// Reads once and hands the data to the protocol. The closing `sync` is
+    /// skipped when data was read and nothing asked for one meanwhile: every
+    /// change of what the registrations depend on (closing, pausing,
+    /// buffering, the connection lost) goes through `request_sync`, which
+    /// inside a callback sets `changed`; the EOF and error paths sync.
     fn on_readable(&self, event_loop: &L) {
         let _dispatching = FlagGuard::set(&self.dispatching);
+        self.changed.set(false);
         if !self.conn_lost.get() && !self.closing.get() && !self.reading_paused.get() {
             let fd = self.fd;
-            let read = self.with_protocol(|protocol| {
-                self.local.with_read_buffer(READ_SIZE, |buf| match crate::net::recv(fd, buf) {
-                    Ok(Some(0)) => Read::Eof { keep_open: protocol.eof_received() },
-                    Ok(Some(n)) => {
-                        protocol.data_received(&buf[..n]);
-                        Read::Data
+            let read = self.call_protocol(|protocol| {
+                self.local.with_read_buffer(READ_SIZE, |buf| {
+                    let got = crate::net::recv_once(fd, buf);
+                    let got = if got > 0 {
+                        Ok(Some(got as usize)) // the usual case: no look at errno
+                    } else {
+                        crate::net::recv_outcome(fd, buf, got)
+                    };
+                    match got {
+                        Ok(Some(0)) => Read::Eof { keep_open: protocol.eof_received() },
+                        Ok(Some(n)) => {
+                            protocol.data_received(&buf[..n]);
+                            Read::Data
+                        }
+                        Ok(None) => Read::Nothing,
+                        Err(err) => Read::Failed(err),
                     }
-                    Ok(None) => Read::Nothing,
-                    Err(err) => Read::Failed(err),
                 })
             });
             match read {
+                Some(Read::Data) if !self.changed.get() => return,
                 Some(Read::Eof { keep_open }) => {
                     self.read_eof.set(true);
                     if !keep_open {
@@ -443,6 +474,62 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
             }
         }
         self.sync(event_loop);
+    }
+
+    /// `write` may send at once: writing is allowed and nothing is buffered.
+    #[inline]
+    fn sends_at_once(&self) -> bool {
+        !self.eof_requested.get()
+            && !self.closing.get()
+            && !self.conn_lost.get()
+            && self.buffer.borrow().is_empty()
+    }
+
+    /// [`Transport::write`] but for its fast path.
+    #[cold]
+    #[inline(never)]
+    fn write_slow(&self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.eof_requested.get() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "write after write_eof"));
+        }
+        if self.closing.get() || self.conn_lost.get() {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the transport is closing"));
+        }
+        if self.buffer.borrow().is_empty() {
+            let sent = crate::net::send(self.fd, data);
+            return self.write_rest(data, sent);
+        }
+        self.buffer_rest(data);
+        Ok(())
+    }
+
+    /// After a `send` of `data` with nothing buffered: buffers what the
+    /// socket did not take, or closes on an error.
+    #[cold]
+    #[inline(never)]
+    fn write_rest(&self, data: &[u8], sent: io::Result<Option<usize>>) -> io::Result<()> {
+        let rest = match sent {
+            Ok(Some(n)) => &data[n..],
+            Ok(None) => data,
+            Err(err) => {
+                self.force_close(Some(err));
+                return Ok(());
+            }
+        };
+        if !rest.is_empty() {
+            self.buffer_rest(rest);
+        }
+        Ok(())
+    }
+
+    /// Buffers `rest` for the writer, which is added if need be.
+    fn buffer_rest(&self, rest: &[u8]) {
+        self.buffer.borrow_mut().push(rest);
+        self.request_sync();
+        self.maybe_pause_protocol();
     }
 
     fn shutdown_write(&self) -> io::Result<()> {
@@ -569,34 +656,21 @@ impl<L> Release for SocketTransport<L> {
 }
 
 impl<L: PollIo + AbstractEventLoop> TransportImpl for SocketTransport<L> {
+    /// The usual case inline: open, nothing buffered, and the socket takes
+    /// all of `data` at once. Everything else is out of line, in
+    /// [`write_rest`](SocketTransport::write_rest) (a short or failed send)
+    /// and [`write_slow`](SocketTransport::write_slow) (the checks that
+    /// refuse, an empty write, data behind buffered data).
+    #[inline]
     fn write(&self, data: &[u8]) -> io::Result<()> {
-        if data.is_empty() {
+        if data.is_empty() || !self.sends_at_once() {
+            return self.write_slow(data);
+        }
+        let sent = crate::net::send_once(self.fd, data);
+        if sent >= 0 && sent as usize == data.len() {
             return Ok(());
         }
-        if self.eof_requested.get() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "write after write_eof"));
-        }
-        if self.closing.get() || self.conn_lost.get() {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the transport is closing"));
-        }
-        let mut rest = data;
-        if self.buffer.borrow().is_empty() {
-            match crate::net::send(self.fd, data) {
-                Ok(Some(n)) => rest = &data[n..],
-                Ok(None) => {}
-                Err(err) => {
-                    self.force_close(Some(err));
-                    return Ok(());
-                }
-            }
-            if rest.is_empty() {
-                return Ok(());
-            }
-        }
-        self.buffer.borrow_mut().push(rest);
-        self.request_sync();
-        self.maybe_pause_protocol();
-        Ok(())
+        self.write_rest(data, crate::net::send_outcome(self.fd, data, sent))
     }
 
     fn write_eof(&self) -> io::Result<()> {

@@ -110,26 +110,30 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     }
 
     /// Waits once or more until something is ready or `timeout` has passed,
-    /// filling `self.ready`.
+    /// handing each ready key to `sink`.
     ///
     /// The first wait is the whole story almost always, so it is inline and
     /// short; retrying after `EINTR` or an early wake lives in the cold
     /// [`wait_again`](Self::wait_again).
     #[inline]
-    fn wait_until_ready(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    fn wait_until_ready<F: FnMut(&SelectorKey<T>, Events)>(
+        &mut self,
+        timeout: Option<Duration>,
+        mut sink: F,
+    ) -> io::Result<()> {
         // Read the clock only when a non-zero timeout must be honoured exactly:
         // the common `None` and zero cases cost nothing beyond the syscall.
         let deadline = match timeout {
             Some(d) if !d.is_zero() => Instant::now().checked_add(d),
             _ => None,
         };
-        match self.wait_once(timeout) {
+        match self.wait_once(timeout, &mut sink) {
             // The kernel said something (even if it was all masked out):
             // report it rather than spin on events nobody asked for.
             Ok(reported) if reported > 0 => Ok(()),
             Ok(_) if is_zero(timeout) => Ok(()),
-            Ok(_) => self.wait_again(timeout, deadline),
-            Err(err) if is_interrupted(&err) => self.wait_again(timeout, deadline),
+            Ok(_) => self.wait_again(timeout, deadline, &mut sink),
+            Err(err) if is_interrupted(&err) => self.wait_again(timeout, deadline, &mut sink),
             Err(err) => Err(err),
         }
     }
@@ -138,7 +142,12 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     /// `timeout`, as long as it takes.
     #[cold]
     #[inline(never)]
-    fn wait_again(&mut self, timeout: Option<Duration>, deadline: Option<Instant>) -> io::Result<()> {
+    fn wait_again<F: FnMut(&SelectorKey<T>, Events)>(
+        &mut self,
+        timeout: Option<Duration>,
+        deadline: Option<Instant>,
+        sink: &mut F,
+    ) -> io::Result<()> {
         loop {
             let remaining = match (timeout, deadline) {
                 (None, _) => None,
@@ -150,7 +159,9 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
                 // So far in the future that `Instant` cannot hold it: wait on.
                 (Some(d), None) => Some(d),
             };
-            match self.wait_once(remaining) {
+            // A closure of its own, so that the hot path's closure has one
+            // caller and is inlined into the loop over the kernel's answer.
+            match self.wait_once(remaining, &mut |key: &SelectorKey<T>, events| sink(key, events)) {
                 Ok(reported) if reported > 0 => return Ok(()),
                 Ok(_) if is_zero(remaining) => return Ok(()),
                 Ok(_) => {}
@@ -160,21 +171,40 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
         }
     }
 
-    /// One kernel wait, pushing each reported fd that has a key, with its
-    /// events masked by the key's, onto `self.ready`. Returns how many fds
-    /// the kernel reported.
-    #[inline]
-    fn wait_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
-        let BaseSelector { registry, mechanism, ready } = self;
-        ready.reserve(registry.len());
-        mechanism.wait(timeout, registry.len(), |fd, readiness| {
-            if let Some(key) = registry.get(fd) {
-                let events = readiness.reported(key.events);
-                if !events.is_empty() {
-                    ready.push((fd, events));
-                }
-            }
-        })
+    /// One kernel wait, handing each reported fd that has a key, with its
+    /// events masked by the key's, to `sink` (unless none are left).
+    /// Returns how many fds the kernel reported.
+    #[inline(always)]
+    fn wait_once<F: FnMut(&SelectorKey<T>, Events)>(
+        &mut self,
+        timeout: Option<Duration>,
+        sink: &mut F,
+    ) -> io::Result<usize> {
+        let BaseSelector { registry, mechanism, .. } = self;
+        mechanism.wait(
+            timeout,
+            registry.len(),
+            #[inline(always)]
+            |fd, readiness| deliver(registry, sink, fd, readiness),
+        )
+    }
+}
+
+/// Hands `fd`'s readiness to `sink` if it has a key and any of its events
+/// are left once masked. Always inline, as are the closures around it: one
+/// loop over the kernel's answer, no call per fd.
+#[inline(always)]
+fn deliver<T, F: FnMut(&SelectorKey<T>, Events)>(
+    registry: &Registry<T>,
+    sink: &mut F,
+    fd: RawFd,
+    readiness: Readiness,
+) {
+    if let Some(key) = registry.get(fd) {
+        let events = readiness.reported(key.events);
+        if !events.is_empty() {
+            sink(key, events);
+        }
     }
 }
 
@@ -257,9 +287,32 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
 
     #[inline]
     fn select(&mut self, timeout: Option<Duration>) -> io::Result<Selected<'_, T>> {
-        self.ready.clear();
-        self.wait_until_ready(timeout)?;
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.reserve(self.registry.len());
+        let waited = self.wait_until_ready(timeout, |key, events| ready.push((key.fd, events)));
+        self.ready = ready;
+        waited?;
         Ok(Selected { ready: self.ready.iter(), registry: &self.registry })
+    }
+
+    /// Hands each ready key to `on_ready` as the kernel's answer is read:
+    /// nothing is stored, each key is looked up once.
+    #[inline]
+    fn select_each<F>(&mut self, timeout: Option<Duration>, mut on_ready: F) -> io::Result<usize>
+    where
+        F: FnMut(&SelectorKey<T>, Events),
+    {
+        let mut count = 0;
+        self.wait_until_ready(
+            timeout,
+            #[inline(always)]
+            |key, events| {
+                count += 1;
+                on_ready(key, events);
+            },
+        )?;
+        Ok(count)
     }
 
     fn get_key(&self, fd: RawFd) -> Option<&SelectorKey<T>> {

@@ -46,8 +46,16 @@ impl<T> Registry<T> {
     pub(crate) fn get(&self, fd: RawFd) -> Option<&SelectorKey<T>> {
         match Self::dense_index(fd) {
             Some(i) => self.dense.get(i).and_then(Option::as_ref),
-            None => self.sparse.get(&fd),
+            None => self.get_sparse(fd),
         }
+    }
+
+    /// The lookup of a huge fd, out of line: inlined, the hash map's lookup
+    /// made every `select` set up its hasher's keys, needed or not.
+    #[cold]
+    #[inline(never)]
+    fn get_sparse(&self, fd: RawFd) -> Option<&SelectorKey<T>> {
+        self.sparse.get(&fd)
     }
 
     #[inline]

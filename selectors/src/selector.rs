@@ -82,6 +82,30 @@ pub trait Selector<T> {
     /// from the select backend when a registered fd was closed.
     fn select(&mut self, timeout: Option<Duration>) -> io::Result<Selected<'_, T>>;
 
+    /// [`select`](Self::select), handing each ready key and its events to
+    /// `on_ready` instead of returning them; returns how many it was handed.
+    /// The same wait, the same fds and events in the same order; a selector
+    /// may call `on_ready` as it reads the kernel's answer, so that nothing
+    /// is stored and no key is looked up twice (an event loop's dispatch).
+    /// `on_ready` runs while the selector is borrowed: it cannot register,
+    /// modify or unregister.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`select`](Self::select); then `on_ready` was not called.
+    fn select_each<F>(&mut self, timeout: Option<Duration>, mut on_ready: F) -> io::Result<usize>
+    where
+        Self: Sized,
+        F: FnMut(&SelectorKey<T>, Events),
+    {
+        let ready = self.select(timeout)?;
+        let count = ready.len();
+        for (key, events) in ready {
+            on_ready(key, events);
+        }
+        Ok(count)
+    }
+
     /// The key of `fd`, if it is registered.
     fn get_key(&self, fd: RawFd) -> Option<&SelectorKey<T>>;
 

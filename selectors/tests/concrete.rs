@@ -66,6 +66,45 @@ fn boxed_concrete_selectors_are_dyn_selectors() {
     walk_through(Box::new(PollSelector::<String>::new().unwrap()), Backend::Poll);
 }
 
+/// `select_each` hands over what `select` returns: the same fds, events
+/// and data, in the same order, and their number. Static dispatch (the
+/// backends' own `select_each`) and a `Box<dyn Selector>` (the default one).
+fn select_each_matches_select<S: Selector<String>>(mut sel: S) {
+    let pairs: Vec<_> = (0..4).map(|_| pair()).collect();
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        sel.register(fd(a), Events::READ | Events::WRITE, format!("a{i}")).unwrap();
+        sel.register(fd(b), Events::READ, format!("b{i}")).unwrap();
+    }
+    (&pairs[1].0).write_all(b"x").unwrap();
+    (&pairs[3].1).write_all(b"y").unwrap();
+    let expected = ready(&mut sel, Some(BOUND));
+    let mut seen = Vec::new();
+    let count = sel
+        .select_each(Some(BOUND), |key, events| seen.push((key.fd, events, key.data.clone())))
+        .expect("select_each");
+    assert_eq!(count, seen.len());
+    assert_eq!(seen, expected);
+    assert_eq!(seen.len(), 5, "four writable a's, one readable b: {seen:?}");
+    let mut calls = 0;
+    for (a, b) in &pairs {
+        sel.unregister(fd(a)).unwrap();
+        sel.unregister(fd(b)).unwrap();
+    }
+    let count = sel.select_each(Some(Duration::ZERO), |_, _| calls += 1).expect("select_each");
+    assert_eq!((count, calls), (0, 0));
+}
+
+#[test]
+fn select_each_matches_select_for_every_selector() {
+    let _shared = shared();
+    select_each_matches_select(SelectSelector::<String>::new().unwrap());
+    select_each_matches_select(PollSelector::<String>::new().unwrap());
+    select_each_matches_select(DefaultSelector::<String>::new().unwrap());
+    for backend in Backend::available() {
+        select_each_matches_select(backend.open::<String>().unwrap());
+    }
+}
+
 /// Selectors can move to another thread (an event loop may be built on one
 /// thread and run on another).
 #[test]
