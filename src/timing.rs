@@ -8,10 +8,46 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::{AbstractEventLoop, TimerHandle};
+
+/// What [`sleep`], [`sleep_until`] and [`wait_for`] accept as their loop:
+/// a loop, or an `Rc` or `Arc` of one, so that a task holding its loop as
+/// `Rc<L>` can write `tulip::sleep(&lp, delay)` as well as `sleep(&*lp, …)`.
+pub trait AsEventLoop {
+    /// The loop inside.
+    type Loop: AbstractEventLoop;
+
+    /// The loop itself.
+    fn as_event_loop(&self) -> &Self::Loop;
+}
+
+impl<L: AbstractEventLoop> AsEventLoop for L {
+    type Loop = L;
+
+    fn as_event_loop(&self) -> &L {
+        self
+    }
+}
+
+impl<L: AbstractEventLoop> AsEventLoop for Rc<L> {
+    type Loop = L;
+
+    fn as_event_loop(&self) -> &L {
+        self
+    }
+}
+
+impl<L: AbstractEventLoop> AsEventLoop for Arc<L> {
+    type Loop = L;
+
+    fn as_event_loop(&self) -> &L {
+        self
+    }
+}
 
 /// What a [`Sleep`] shares with its timer callback.
 #[derive(Default)]
@@ -42,13 +78,13 @@ pub struct Sleep {
 /// assert!(start.elapsed() >= Duration::from_millis(5));
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn sleep<L: AbstractEventLoop>(event_loop: &L, delay: Duration) -> Sleep {
-    schedule(event_loop, |lp, cb| lp.call_later(delay, cb))
+pub fn sleep<E: AsEventLoop + ?Sized>(event_loop: &E, delay: Duration) -> Sleep {
+    schedule(event_loop.as_event_loop(), |lp, cb| lp.call_later(delay, cb))
 }
 
 /// Like [`sleep`], until the loop time `deadline` (never earlier).
-pub fn sleep_until<L: AbstractEventLoop>(event_loop: &L, deadline: Instant) -> Sleep {
-    schedule(event_loop, |lp, cb| lp.call_at(deadline, cb))
+pub fn sleep_until<E: AsEventLoop + ?Sized>(event_loop: &E, deadline: Instant) -> Sleep {
+    schedule(event_loop.as_event_loop(), |lp, cb| lp.call_at(deadline, cb))
 }
 
 fn schedule<L: AbstractEventLoop>(
@@ -137,7 +173,11 @@ pub struct WaitFor<F> {
 /// assert_eq!(waited.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn wait_for<L: AbstractEventLoop, F: Future>(event_loop: &L, future: F, timeout: Duration) -> WaitFor<F> {
+pub fn wait_for<E: AsEventLoop + ?Sized, F: Future>(
+    event_loop: &E,
+    future: F,
+    timeout: Duration,
+) -> WaitFor<F> {
     WaitFor { inner: Some(Box::pin(future)), sleep: sleep(event_loop, timeout) }
 }
 
