@@ -211,6 +211,24 @@ impl<T: 'static> Future<T> {
         }
     }
 
+    /// The error it was completed with (asyncio's `exception()`): `Ok(None)`
+    /// after [`set_result`](Self::set_result), `Ok(Some(copy))` after
+    /// [`set_exception`](Self::set_exception).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) if it is not done (or
+    /// its result was taken); a [`Cancelled`] error if it was cancelled.
+    pub fn exception(&self) -> io::Result<Option<io::Error>> {
+        match &*self.inner.state.borrow() {
+            State::Pending => Err(not_done()),
+            State::Done(Ok(_)) => Ok(None),
+            State::Done(Err(err)) => Ok(Some(copy_error(err))),
+            State::Cancelled => Err(Cancelled.into()),
+            State::Taken => Err(taken()),
+        }
+    }
+
     /// Moves the result out, as awaiting does: later readers get an
     /// `InvalidInput` error.
     ///
