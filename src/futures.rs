@@ -5,7 +5,7 @@
 //! error is [`Cancelled`] (kind [`Other`](io::ErrorKind::Other)); test for it
 //! with [`is_cancelled`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::error::Error;
 use std::fmt;
 use std::io;
@@ -68,6 +68,26 @@ fn taken() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "future's result was already taken")
 }
 
+thread_local! {
+    /// Set while [`drop_abandoned`] drops a future.
+    static ABANDONING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Drops `future`, whose awaiting was given up (a cancelled task's future,
+/// a timed-out [`wait_for`](crate::wait_for)'s): each [`Future`] it was
+/// awaiting, still pending, is cancelled, as asyncio cancels the future a
+/// cancelled task waits on.
+pub(crate) fn drop_abandoned<F>(future: F) {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = ABANDONING.try_with(|flag| flag.set(self.0));
+        }
+    }
+    let _restore = Restore(ABANDONING.try_with(|flag| flag.replace(true)).unwrap_or(false));
+    drop(future);
+}
+
 /// Where done callbacks go: the loop's ready queue.
 pub(crate) trait Schedule {
     fn schedule(&self, callback: Box<dyn FnOnce()>);
@@ -94,6 +114,8 @@ struct Inner<T> {
     wakers: RefCell<Vec<Waker>>,
     callbacks: RefCell<Vec<DoneCallback<T>>>,
     schedule: Rc<dyn Schedule>,
+    /// [`Future::cancel`], for `Drop`, which cannot require `T: 'static`.
+    cancel: fn(&Future<T>) -> bool,
 }
 
 /// A result that is set later (asyncio's `Future`), made by
@@ -105,6 +127,12 @@ struct Inner<T> {
 /// or a [`Cancelled`] error; awaiting *moves* the value out, so a second
 /// awaiter of the same result gets an `InvalidInput` error (use
 /// [`result`](Self::result) to read a `Clone` value without taking it).
+///
+/// As in asyncio, a future is cancelled with its awaiter: a handle that was
+/// awaited (polled and left pending) and is dropped because its task was
+/// [cancelled](crate::Task::cancel), or its [`wait_for`](crate::wait_for)
+/// timed out, cancels the future. Any other drop of a handle leaves the
+/// future as it is.
 ///
 /// ```
 /// use std::time::Duration;
@@ -121,11 +149,27 @@ struct Inner<T> {
 /// ```
 pub struct Future<T> {
     inner: Rc<Inner<T>>,
+    /// This handle was polled and left pending: it is an awaiter.
+    awaited: Cell<bool>,
 }
 
 impl<T> Clone for Future<T> {
     fn clone(&self) -> Self {
-        Future { inner: Rc::clone(&self.inner) }
+        Future { inner: Rc::clone(&self.inner), awaited: Cell::new(false) }
+    }
+}
+
+/// An awaiter dropped with the future of a cancelled task (or a timed-out
+/// `wait_for`) cancels the pending future it awaited, as in asyncio; any
+/// other drop leaves it pending.
+impl<T> Drop for Future<T> {
+    fn drop(&mut self) {
+        if self.awaited.get()
+            && ABANDONING.try_with(Cell::get).unwrap_or(false)
+            && matches!(*self.inner.state.borrow(), State::Pending)
+        {
+            (self.inner.cancel)(self);
+        }
     }
 }
 
@@ -151,7 +195,9 @@ impl<T: 'static> Future<T> {
                 wakers: RefCell::new(Vec::new()),
                 callbacks: RefCell::new(Vec::new()),
                 schedule,
+                cancel: Self::cancel,
             }),
+            awaited: Cell::new(false),
         }
     }
 
@@ -289,6 +335,7 @@ impl<T: 'static> std::future::Future for Future<T> {
         if self.done() {
             return Poll::Ready(self.take_result());
         }
+        self.awaited.set(true);
         let mut wakers = self.inner.wakers.borrow_mut();
         if !wakers.iter().any(|waker| waker.will_wake(cx.waker())) {
             wakers.push(cx.waker().clone());

@@ -81,7 +81,8 @@ impl<T> Clone for Task<T> {
 impl<T> Task<T> {
     /// Asks the task to stop: its future is dropped instead of being polled
     /// again (at its next poll point, not from inside this call) and
-    /// awaiters get a [`Cancelled`] error. Called while the task runs (from
+    /// awaiters get a [`Cancelled`] error. A pending [`Future`](crate::Future)
+    /// the task was awaiting is cancelled with it, as in asyncio. Called while the task runs (from
     /// inside its own future), the task ends cancelled even if that poll
     /// completes it: its output is dropped. `false` if the task was done already.
     pub fn cancel(&self) -> bool {
@@ -154,7 +155,12 @@ impl<L, F: Future> TaskCell<L, F> {
     /// they must not wait for a task that is gone.
     fn finish(&self, result: io::Result<F::Output>, cancelled: bool) {
         let future = self.future.borrow_mut().take();
-        let dropped = catch(|| drop(future));
+        let dropped = if cancelled {
+            // What it awaited is cancelled with it, as in asyncio.
+            catch(|| crate::futures::drop_abandoned(future))
+        } else {
+            catch(|| drop(future))
+        };
         self.shared.complete(result, cancelled);
         if let Some(local) = self.local.upgrade() {
             local.remove_task(self.id);

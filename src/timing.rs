@@ -154,8 +154,9 @@ pub struct WaitFor<F> {
 }
 
 /// Waits for `future` at most `timeout` (asyncio's `wait_for`). On timeout
-/// the future is dropped (that is how Rust cancels it) and the result is an
-/// error of kind [`TimedOut`](io::ErrorKind::TimedOut). A future that is
+/// the future is dropped (that is how Rust cancels it), a pending
+/// [`Future`](crate::Future) it was awaiting is cancelled, and the result is
+/// an error of kind [`TimedOut`](io::ErrorKind::TimedOut). A future that is
 /// ready when the timer fires wins.
 ///
 /// One difference from asyncio: given a [`Task`](crate::Task), the timeout
@@ -197,7 +198,8 @@ impl<F: Future> Future for WaitFor<F> {
             return Poll::Ready(Ok(output));
         }
         if Pin::new(&mut this.sleep).poll(cx).is_ready() {
-            this.inner = None;
+            // A `Future` it awaited is cancelled, as in asyncio.
+            crate::futures::drop_abandoned(this.inner.take());
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")));
         }
         Poll::Pending
