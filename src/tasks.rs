@@ -81,10 +81,11 @@ impl<T> Clone for Task<T> {
 impl<T> Task<T> {
     /// Asks the task to stop: its future is dropped instead of being polled
     /// again (at its next poll point, not from inside this call) and
-    /// awaiters get a [`Cancelled`] error. A pending [`Future`](crate::Future)
-    /// the task was awaiting is cancelled with it, as in asyncio. Called while the task runs (from
-    /// inside its own future), the task ends cancelled even if that poll
-    /// completes it: its output is dropped. `false` if the task was done already.
+    /// awaiters get a [`Cancelled`] error. A pending
+    /// [`Future`](crate::Future) the task was awaiting is cancelled with it,
+    /// as in asyncio. Called while the task runs (from inside its own
+    /// future), the task ends cancelled even if that poll completes it: its
+    /// output is dropped. `false` if the task was done already.
     pub fn cancel(&self) -> bool {
         if self.shared.is_done() {
             return false;
