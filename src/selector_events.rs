@@ -369,13 +369,20 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
             // the queue is taken at the first one, after the wait, so that
             // threadsafe calls made during the wait go first, as before.
             let mut queue = None;
-            let count = selector.select_each(
+            let selected = selector.select_each(
                 timeout,
                 #[inline(always)]
                 |key, events| {
                     self.queue_handlers(key.data.0, events, &table, &mut queue, &mut signalled);
                 },
-            )?;
+            );
+            let count = match selected {
+                Ok(count) => count,
+                // Our selectors retry EINTR themselves (PEP 475); one of the
+                // user's may not. Nothing was reported: an empty iteration.
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => 0,
+                Err(err) => return Err(err),
+            };
             self.engine.count_events(count);
         }
         if signalled {
