@@ -217,6 +217,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             let slot = self.store_handlers(FdHandlers { reader, writer });
             self.user_fds.set(self.user_fds.get() + 1);
             if let Err(err) = selector.register(fd, side, IoHandlers(Slot::User(slot))) {
+                forget_refused(selector, fd);
                 self.drop_handlers(slot, garbage);
                 return Err(err);
             }
@@ -242,6 +243,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         if !events.contains(side) {
             if let Err(err) = selector.modify(fd, events | side, IoHandlers(Slot::User(slot))) {
                 // The selector dropped the key: drop both handlers with it.
+                forget_refused(selector, fd);
                 self.drop_handlers(slot, garbage);
                 return Err(err);
             }
@@ -278,6 +280,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             selector.unregister(fd)?;
             self.drop_handlers(slot, garbage);
         } else if let Err(err) = selector.modify(fd, remaining, IoHandlers(Slot::User(slot))) {
+            forget_refused(selector, fd);
             self.drop_handlers(slot, garbage);
             return Err(err);
         }
@@ -347,6 +350,17 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
 /// table is borrowed: what a callback captured may, in its destructor, call
 /// back into the loop (a transport removing its reader, say).
 type Garbage<L> = Vec<ReadyCallback<L>>;
+
+/// After the selector refused to register or modify `fd`, makes sure it
+/// keeps no key for it, as the loop keeps no handlers. Our selectors drop
+/// the key themselves (Layer 1: bpo-30014); one of the user's may not, and
+/// a key left behind would name handlers the loop no longer has.
+#[cold]
+fn forget_refused<S: Selector<IoHandlers>>(selector: &mut S, fd: RawFd) {
+    if matches!(selector.get_key(fd), Some(key) if matches!(key.data.0, Slot::User(_))) {
+        let _ = selector.unregister(fd);
+    }
+}
 
 fn internal_error(fd: RawFd) -> io::Error {
     io::Error::other(format!("the event loop lost track of fd {fd}"))
