@@ -33,9 +33,11 @@ pub trait PollIo: Sized + 'static {
     /// The selector's error; `run_forever` returns it.
     fn poll_io(&self, timeout: Option<Duration>) -> io::Result<()>;
 
-    /// `false` when no fd but the engine's own wake-up fd is watched: then
-    /// nothing can become ready without a blocking wait, and an iteration
-    /// with callbacks queued skips the zero-timeout `select`.
+    /// `false` when no fd but the engine's own wake-up fd is watched and
+    /// asking the selector can show nothing else: then nothing can become
+    /// ready without a blocking wait, and an iteration with callbacks queued
+    /// skips the zero-timeout `select`. (A loop over a selector of the
+    /// user's says `true`: that selector's `select` may fail or count.)
     fn has_io(&self) -> bool;
 }
 

@@ -74,6 +74,11 @@ pub struct BaseSelectorEventLoop<S> {
     user_fds: Cell<usize>,
     signals: RefCell<Signals>,
     signal_handlers: RefCell<HashMap<c_int, ReadyCallback<Self>>>,
+    /// `S` is one of the crate's own selectors, so a zero-timeout `select`
+    /// with only the wake-up fd registered can be skipped (see
+    /// [`PollIo::has_io`]). A selector of the user's is always asked: its
+    /// `select` may fail, or count, and the loop must not hide that.
+    own_selector: bool,
 }
 
 /// [`BaseSelectorEventLoop`] over this platform's best selector.
@@ -89,7 +94,21 @@ pub type DynSelectorEventLoop = BaseSelectorEventLoop<Box<dyn Selector<IoHandler
 /// [`Unsupported`](io::ErrorKind::Unsupported) if this platform lacks
 /// `backend`; otherwise the error of creating the selector or the loop.
 pub fn new_event_loop(backend: Backend) -> io::Result<DynSelectorEventLoop> {
-    BaseSelectorEventLoop::with_selector(backend.open()?)
+    let mut event_loop = BaseSelectorEventLoop::with_selector(backend.open()?)?;
+    // A box, but one of ours: `Backend::open` makes only the crate's selectors.
+    event_loop.own_selector = true;
+    Ok(event_loop)
+}
+
+/// `true` if `S` is one of the crate's own selectors (not a type of the
+/// user's, nor a box that may hold one).
+fn is_own_selector<S: 'static>() -> bool {
+    use crate::selectors::{PollSelector, SelectSelector};
+    use std::any::TypeId;
+    let id = TypeId::of::<S>();
+    id == TypeId::of::<DefaultSelector<IoHandlers>>()
+        || id == TypeId::of::<PollSelector<IoHandlers>>()
+        || id == TypeId::of::<SelectSelector<IoHandlers>>()
 }
 
 impl BaseSelectorEventLoop<DefaultSelector<IoHandlers>> {
@@ -125,6 +144,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             user_fds: Cell::new(0),
             signals: RefCell::new(Signals::new(next_loop_id())),
             signal_handlers: RefCell::new(HashMap::new()),
+            own_selector: is_own_selector::<S>(),
         })
     }
 
@@ -406,7 +426,7 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
     }
 
     fn has_io(&self) -> bool {
-        self.user_fds.get() > 0 || self.signals.borrow().read_fd().is_some()
+        !self.own_selector || self.user_fds.get() > 0 || self.signals.borrow().read_fd().is_some()
     }
 }
 
