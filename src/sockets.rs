@@ -21,6 +21,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -163,6 +164,23 @@ impl Listener for UnixListener {
         Ok((stream, addr))
     }
 }
+
+/// A shared listener (a task and its spawner both holding it) accepts as
+/// the listener inside: `sock_accept(&listener)` with `listener: Rc<TcpListener>`.
+macro_rules! shared_listener {
+    ($($pointer:ident),*) => {$(
+        impl<A: Listener> Listener for $pointer<A> {
+            type Stream = A::Stream;
+            type Addr = A::Addr;
+
+            fn accept_nonblocking(&self) -> io::Result<(A::Stream, A::Addr)> {
+                (**self).accept_nonblocking()
+            }
+        }
+    )*};
+}
+
+shared_listener!(Rc, Arc, Box);
 
 /// The future of [`sock_accept`](BaseSelectorEventLoop::sock_accept).
 #[must_use = "futures do nothing unless awaited"]

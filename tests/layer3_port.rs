@@ -554,7 +554,7 @@ fn task_cancel_propagates_into_sock_recv<S: Sel>(lp: Lp<S>) {
     let (inner, sock) = (Rc::clone(&lp), Rc::clone(&a));
     let task = lp.create_task(async move {
         let mut buf = [0u8; 8];
-        inner.sock_recv(&*sock, &mut buf).await
+        inner.sock_recv(&sock, &mut buf).await
     });
     one_iteration(&lp);
     assert_eq!(lp.watched_fds(), 1, "the recv waits with a reader");
@@ -885,7 +885,7 @@ fn cancelled_operations_release_the_socket<S: Sel>(lp: Lp<S>) {
     let listener = Rc::new(TcpListener::bind("127.0.0.1:0").unwrap());
     let addr = listener.local_addr().unwrap();
     let (inner, sock) = (Rc::clone(&lp), Rc::clone(&listener));
-    let accepting = lp.create_task(async move { inner.sock_accept(&*sock).await.map(|(s, _)| s) });
+    let accepting = lp.create_task(async move { inner.sock_accept(&sock).await.map(|(s, _)| s) });
     one_iteration(&lp);
     assert_eq!(lp.watched_fds(), 1);
     accepting.cancel();
@@ -895,7 +895,7 @@ fn cancelled_operations_release_the_socket<S: Sel>(lp: Lp<S>) {
     // The listener is free for the next accept.
     let (client, server) = run(&lp, async {
         let client = lp.sock_connect(addr).await?;
-        let (server, _) = lp.sock_accept(&*listener).await?;
+        let (server, _) = lp.sock_accept(&listener).await?;
         io::Result::Ok((client, server))
     })
     .unwrap();
