@@ -88,8 +88,9 @@ impl Default for Backend {
 }
 
 impl fmt::Display for Backend {
+    /// The name, honouring width, fill and alignment like a `str` does.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 

@@ -1365,6 +1365,11 @@ fn backend_display_and_from_str() {
             assert_eq!(spelling.parse::<Backend>().unwrap(), backend, "{spelling}");
             assert_eq!(Backend::from_str(&spelling).unwrap(), backend);
         }
+        // Formatted like the string it is: width, fill and alignment apply.
+        assert_eq!(format!("[{backend:>8}]"), format!("[{name:>8}]"));
+        assert_eq!(format!("[{backend:-<9}]"), format!("[{name:-<9}]"));
+        assert_eq!(format!("[{backend:^10}]"), format!("[{name:^10}]"));
+        assert_eq!(format!("[{backend:.2}]"), format!("[{name:.2}]"));
         let copied = backend;
         assert_eq!(copied, backend);
         assert!(!format!("{backend:?}").is_empty());
