@@ -26,6 +26,7 @@ use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -119,6 +120,7 @@ fn s(text: &str) -> Data {
 /// One `select`, as sorted `(fd, events, data)`, checking that `Selected`
 /// announces its length and that no fd appears twice.
 fn ready<S: Selector<Data> + ?Sized>(sel: &mut S, timeout: Option<Duration>) -> Vec<(RawFd, Events, Data)> {
+    let _watchdog = timeout.is_none().then(|| Watchdog::arm("select(None)"));
     let selected = sel.select(timeout).unwrap_or_else(|e| panic!("select({timeout:?}) failed: {e}"));
     let announced = selected.len();
     let mut out: Vec<_> = selected.map(|(key, events)| (key.fd, events, key.data.clone())).collect();
@@ -131,6 +133,26 @@ fn ready<S: Selector<Data> + ?Sized>(sel: &mut S, timeout: Option<Duration>) -> 
         assert!(!events.is_empty() && BOTH.contains(*events), "bad events in {out:?}");
     }
     out
+}
+
+/// Guards a wait that has no timeout of its own (`select(None)`): if it is
+/// still blocked after `4 * BOUND`, the test process exits with a message
+/// instead of hanging. Dropping the guard disarms it.
+struct Watchdog {
+    _disarm: mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn arm(what: &'static str) -> Self {
+        let (disarm, armed) = mpsc::channel::<()>();
+        thread::spawn(move || {
+            if armed.recv_timeout(4 * BOUND) == Err(RecvTimeoutError::Timeout) {
+                eprintln!("{what} still blocked after {:?}: a hang, giving up", 4 * BOUND);
+                std::process::exit(101);
+            }
+        });
+        Watchdog { _disarm: disarm }
+    }
 }
 
 fn timed<R>(f: impl FnOnce() -> R) -> (R, Duration) {
@@ -517,6 +539,7 @@ fn test_select<S: Selector<Data>>(f: &Flavour<S>) {
     sel.register(fd_of(&rd), EVENT_READ, s("rd")).unwrap();
     let wr_key = sel.register(fd_of(&wr), EVENT_WRITE, s("wr")).unwrap().clone();
 
+    let _watchdog = Watchdog::arm("select(None)");
     let result: Vec<(SelectorKey<Data>, Events)> =
         sel.select(None).expect("select").map(|(key, events)| (key.clone(), events)).collect();
     for (_, events) in &result {
@@ -709,6 +732,7 @@ fn test_select_read_write<S: Selector<Data>>(f: &Flavour<S>) {
     let (sock1, sock2) = socketpair();
     (&sock2).write_all(b"foo").unwrap();
     let my_key = sel.register(fd_of(&sock1), EVENT_READ | EVENT_WRITE, s("both")).unwrap().clone();
+    let _watchdog = Watchdog::arm("select(None)");
     let result: Vec<(SelectorKey<Data>, Events)> =
         sel.select(None).unwrap().map(|(key, events)| (key.clone(), events)).collect();
     assert_eq!(result, [(my_key, EVENT_READ | EVENT_WRITE)]);
