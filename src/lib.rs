@@ -67,7 +67,7 @@ pub use selector_events::{
 pub use sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
 pub use tasks::Task;
 pub use threadsafe::LoopHandle;
-pub use timing::{gather, sleep, sleep_until, wait_for, Gather, Sleep, WaitFor};
+pub use timing::{gather, sleep, sleep_until, wait_for, AsEventLoop, Gather, Sleep, WaitFor};
 pub use transports::{Server, SocketAddress, Transport};
 
 /// Compiles and runs every Rust block of README.md as a doctest, so the
