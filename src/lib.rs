@@ -33,6 +33,9 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+// Every unsafe block says why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub use tulip_selectors as selectors;
 /// The Layer 1 names a loop user meets most, also at the crate root.
 pub use tulip_selectors::{Backend, DefaultSelector, Events, Selector, SelectorKey, EVENT_READ, EVENT_WRITE};
