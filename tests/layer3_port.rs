@@ -15,16 +15,14 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::drop_flag;
+use common::{drop_flag, UnixPath};
 use tulip::selectors::{Backend, Selector};
 use tulip::{
     is_cancelled, AbstractEventLoop, BaseSelectorEventLoop, IoHandlers, Protocol, SelectorEventLoop, Server,
@@ -202,25 +200,6 @@ fn set_sockopt(fd: i32, option: libc::c_int, value: libc::c_int) {
     assert_eq!(rc, 0, "setsockopt: {}", io::Error::last_os_error());
 }
 
-/// A fresh socket path under the temp dir, removed on drop.
-struct SockPath(PathBuf);
-
-impl SockPath {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("tulip-port-{}-{n}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        SockPath(path)
-    }
-}
-
-impl Drop for SockPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// What a [`Rec`] protocol saw.
 #[derive(Default)]
 struct RecLog {
@@ -319,7 +298,7 @@ fn tcp_transport<S: Sel>(lp: &Lp<S>, log: &Log) -> (Transport, TcpStream) {
 /// (non-blocking). Unix socket buffers are small and fixed (no autotuning):
 /// a write of a few MiB is always partly buffered while the peer does not read.
 fn unix_transport<S: Sel>(lp: &Lp<S>, log: &Log) -> (Transport, UnixStream) {
-    let path = SockPath::new();
+    let path = UnixPath::new();
     let listener = UnixListener::bind(&path.0).unwrap();
     let factory_log = Rc::clone(log);
     let (transport, _) = run(lp, lp.create_unix_connection(&path.0, move || Rec(factory_log))).unwrap();
@@ -398,7 +377,7 @@ fn guidance_shapes_on_selector_event_loop() -> io::Result<()> {
     server.close();
 
     // The Unix-domain twins.
-    let path = SockPath::new();
+    let path = UnixPath::new();
     let unix_server: Server = lp.create_unix_server(&path.0, || Quiet)?;
     let (unix_transport, _) = lp.run_until_complete(lp.create_unix_connection(&path.0, || Quiet))??;
     unix_transport.close();

@@ -9,10 +9,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -42,25 +40,6 @@ fn tcp_listener() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     (listener, addr)
-}
-
-/// A fresh socket path under the temp dir (removed by the caller's `UnixPath`).
-struct UnixPath(PathBuf);
-
-impl UnixPath {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("tulip-sock-{}-{n}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        UnixPath(path)
-    }
-}
-
-impl Drop for UnixPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Futures of one output type but different bodies, for `gather`.
@@ -129,7 +108,7 @@ fn tcp_large_sendall_partial_writes(event_loop: DynSelectorEventLoop) {
 }
 
 fn unix_round_trip(event_loop: DynSelectorEventLoop) {
-    let path = UnixPath::new();
+    let path = common::UnixPath::new();
     let listener = UnixListener::bind(&path.0).unwrap();
     let lp = &event_loop;
     let work = async {
@@ -156,7 +135,7 @@ fn connect_refused(event_loop: DynSelectorEventLoop) {
 }
 
 fn connect_unix_errors(event_loop: DynSelectorEventLoop) {
-    let path = UnixPath::new();
+    let path = common::UnixPath::new();
     let err = event_loop.run_until_complete(event_loop.sock_connect_unix(&path.0)).unwrap().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
     let long = "x".repeat(200);
@@ -324,7 +303,7 @@ fn created_sockets_are_cloexec(event_loop: DynSelectorEventLoop) {
 
 fn unix_connect_retries_when_backlog_is_full(event_loop: DynSelectorEventLoop) {
     const CLIENTS: usize = 40;
-    let path = UnixPath::new();
+    let path = common::UnixPath::new();
     let listener = UnixListener::bind(&path.0).unwrap();
     // A small backlog (listen again to change it), soon full.
     // SAFETY: listen(2) on a socket we own takes no pointer.

@@ -12,8 +12,9 @@ use std::net::TcpStream;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -301,4 +302,23 @@ pub fn drop_flag() -> (Rc<Cell<bool>>, OnDrop<impl FnMut()>) {
     let flag = Rc::new(Cell::new(false));
     let setter = Rc::clone(&flag);
     (flag, OnDrop(move || setter.set(true)))
+}
+
+/// A fresh Unix socket path under the temp dir, removed on drop.
+pub struct UnixPath(pub PathBuf);
+
+impl UnixPath {
+    pub fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("tulip-test-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        UnixPath(path)
+    }
+}
+
+impl Drop for UnixPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
