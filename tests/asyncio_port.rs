@@ -22,7 +22,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tulip::selectors::{Backend, DefaultSelector, Events, Keys, Selected, Selector, SelectorKey};
+#[path = "common/faulty.rs"]
+mod faulty;
+
+use faulty::{faulty_loop, Faulty};
+use tulip::selectors::{Backend, DefaultSelector, Selector};
 use tulip::{
     AbstractEventLoop, BaseSelectorEventLoop, DynSelectorEventLoop, ExceptionContext, Handle, IoHandlers,
     LoopHandle, LoopStats, SelectorEventLoop, TimerHandle,
@@ -224,12 +228,12 @@ fn pin_loop_signatures<L: AbstractEventLoop>() {
 fn contract_signatures_are_as_written() {
     pin_loop_signatures::<SelectorEventLoop>();
     pin_loop_signatures::<DynSelectorEventLoop>();
-    pin_loop_signatures::<BaseSelectorEventLoop<Wrapped>>();
+    pin_loop_signatures::<BaseSelectorEventLoop<Faulty>>();
 
     let _: fn() -> io::Result<SelectorEventLoop> = SelectorEventLoop::new;
     let _: fn() -> io::Result<BaseSelectorEventLoop<DefaultSelector<IoHandlers>>> = SelectorEventLoop::new;
-    let _: fn(Wrapped) -> io::Result<BaseSelectorEventLoop<Wrapped>> =
-        BaseSelectorEventLoop::<Wrapped>::with_selector;
+    let _: fn(Faulty) -> io::Result<BaseSelectorEventLoop<Faulty>> =
+        BaseSelectorEventLoop::<Faulty>::with_selector;
     let _: fn(
         Box<dyn Selector<IoHandlers>>,
     ) -> io::Result<BaseSelectorEventLoop<Box<dyn Selector<IoHandlers>>>> =
@@ -1296,101 +1300,11 @@ fn only_one_loop_handles_signals<L: AbstractEventLoop>(lp: L) {
 
 // ------------------------------------------------ a selector of our own
 
-/// What the wrapping selector is told to do.
-#[derive(Default)]
-struct Faults {
-    /// Selects so far.
-    selects: Cell<u32>,
-    /// The timeout each select was given.
-    timeouts: RefCell<Vec<Option<Duration>>>,
-    /// Fail every select after this many (`Some(0)`: all of them).
-    fail_after: Cell<Option<u32>>,
-    /// Return `EINTR` from this many selects first.
-    eintr: Cell<u32>,
-    /// Poll without blocking, whatever the timeout.
-    no_wait: Cell<bool>,
-    /// Refuse `modify` as the OS would: the key is dropped (Layer 1).
-    refuse_modify: Cell<bool>,
-    /// Refuse `modify` but keep the key (a selector that breaks Layer 1).
-    refuse_modify_keep_key: Cell<bool>,
-}
-
-/// A real backend, wrapped so that tests can make it fail.
-struct Wrapped {
-    inner: Box<dyn Selector<IoHandlers>>,
-    faults: Rc<Faults>,
-}
-
-impl Selector<IoHandlers> for Wrapped {
-    fn register(
-        &mut self,
-        fd: RawFd,
-        events: Events,
-        data: IoHandlers,
-    ) -> io::Result<&SelectorKey<IoHandlers>> {
-        self.inner.register(fd, events, data)
-    }
-    fn unregister(&mut self, fd: RawFd) -> io::Result<SelectorKey<IoHandlers>> {
-        self.inner.unregister(fd)
-    }
-    fn modify(
-        &mut self,
-        fd: RawFd,
-        events: Events,
-        data: IoHandlers,
-    ) -> io::Result<&SelectorKey<IoHandlers>> {
-        if self.faults.refuse_modify.get() {
-            let _ = self.inner.unregister(fd);
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
-        }
-        if self.faults.refuse_modify_keep_key.get() {
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
-        }
-        self.inner.modify(fd, events, data)
-    }
-    fn select(&mut self, timeout: Option<Duration>) -> io::Result<Selected<'_, IoHandlers>> {
-        let f = &self.faults;
-        let n = f.selects.get();
-        f.selects.set(n + 1);
-        f.timeouts.borrow_mut().push(timeout);
-        if f.eintr.get() > 0 {
-            f.eintr.set(f.eintr.get() - 1);
-            return Err(io::Error::from_raw_os_error(libc::EINTR));
-        }
-        if f.fail_after.get().is_some_and(|after| n >= after) {
-            return Err(io::Error::other("injected select failure"));
-        }
-        let timeout = if f.no_wait.get() { Some(Duration::ZERO) } else { timeout };
-        self.inner.select(timeout)
-    }
-    fn get_key(&self, fd: RawFd) -> Option<&SelectorKey<IoHandlers>> {
-        self.inner.get_key(fd)
-    }
-    fn keys(&self) -> Keys<'_, IoHandlers> {
-        self.inner.keys()
-    }
-    fn len(&self) -> usize {
-        self.inner.len()
-    }
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
-    fn close(self) -> io::Result<()> {
-        self.inner.close()
-    }
-}
-
-fn wrapped_loop(backend: Backend) -> (BaseSelectorEventLoop<Wrapped>, Rc<Faults>) {
-    let faults = Rc::new(Faults::default());
-    let selector = Wrapped { inner: backend.open().expect("Backend::open"), faults: Rc::clone(&faults) };
-    (BaseSelectorEventLoop::with_selector(selector).expect("with_selector"), faults)
-}
-
 /// An error from `select` other than `EINTR` ends `run_forever` with it,
 /// even with callbacks queued; the loop is then not running, still usable,
 /// and closable.
 fn a_select_error_ends_run_forever(backend: Backend) {
-    let (lp, faults) = wrapped_loop(backend);
+    let (lp, faults) = faulty_loop(backend);
     let calls = log();
     lp.call_soon(push(&calls, "queued"));
     lp.call_soon(|lp| lp.stop());
@@ -1401,7 +1315,7 @@ fn a_select_error_ends_run_forever(backend: Backend) {
     assert!(!lp.is_closed());
     assert!(calls.borrow().is_empty(), "the failed iteration ran nothing");
     // Pre-stopped, with nothing queued: the one select fails too.
-    let fresh = wrapped_loop(backend);
+    let fresh = faulty_loop(backend);
     fresh.1.fail_after.set(Some(0));
     fresh.0.stop();
     assert!(fresh.0.run_forever().is_err());
@@ -1422,7 +1336,7 @@ fn a_select_error_ends_run_forever(backend: Backend) {
 
 /// `EINTR` from `select` does not end `run_forever`.
 fn eintr_from_select_does_not_end_run_forever(backend: Backend) {
-    let (lp, faults) = wrapped_loop(backend);
+    let (lp, faults) = faulty_loop(backend);
     faults.eintr.set(3);
     let ran = Rc::new(Cell::new(false));
     let r = Rc::clone(&ran);
@@ -1441,7 +1355,7 @@ fn eintr_from_select_does_not_end_run_forever(backend: Backend) {
 /// test_run_forever_pre_stopped: a pre-stopped run selects once, without
 /// waiting. Every `select` is counted in `stats()`.
 fn the_select_timeout_is_the_time_to_the_next_live_timer(backend: Backend) {
-    let (lp, faults) = wrapped_loop(backend);
+    let (lp, faults) = faulty_loop(backend);
     lp.stop();
     run_bounded(&lp);
     assert_eq!(*faults.timeouts.borrow(), [Some(Duration::ZERO)]);
@@ -1462,7 +1376,7 @@ fn the_select_timeout_is_the_time_to_the_next_live_timer(backend: Backend) {
 
     // With nothing scheduled, the wait is unbounded.
     faults.timeouts.borrow_mut().clear();
-    let lp2 = wrapped_loop(backend);
+    let lp2 = faulty_loop(backend);
     lp2.1.no_wait.set(true);
     lp2.1.fail_after.set(Some(1));
     assert!(lp2.0.run_forever().is_err());
@@ -1474,7 +1388,7 @@ fn the_select_timeout_is_the_time_to_the_next_live_timer(backend: Backend) {
 /// gone, the error returned, and the fd can be added afresh.
 fn a_refused_modify_drops_the_other_handler(backend: Backend) {
     for keep_key in [false, true] {
-        let (lp, faults) = wrapped_loop(backend);
+        let (lp, faults) = faulty_loop(backend);
         let (mut a, b) = pair();
         let fd = b.as_raw_fd();
         let calls = log();

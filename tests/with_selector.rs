@@ -6,87 +6,17 @@
 mod common;
 
 use std::cell::{Cell, RefCell};
-use std::io;
-use std::os::unix::io::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Duration;
 
+use common::faulty::{faulty_loop, Fault};
 use common::{readable_pair, run_bounded, LIMIT};
-use tulip::selectors::{Backend, Events, Keys, Selected, Selector, SelectorKey};
-use tulip::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers};
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Fault {
-    None,
-    Error,
-    Panic,
-}
-
-/// A real selector whose next `select` can be made to fail or panic.
-struct Faulty {
-    inner: Box<dyn Selector<IoHandlers>>,
-    next: Rc<Cell<Fault>>,
-    selects: Rc<Cell<u32>>,
-}
-
-impl Selector<IoHandlers> for Faulty {
-    fn register(
-        &mut self,
-        fd: RawFd,
-        events: Events,
-        data: IoHandlers,
-    ) -> io::Result<&SelectorKey<IoHandlers>> {
-        self.inner.register(fd, events, data)
-    }
-    fn unregister(&mut self, fd: RawFd) -> io::Result<SelectorKey<IoHandlers>> {
-        self.inner.unregister(fd)
-    }
-    fn modify(
-        &mut self,
-        fd: RawFd,
-        events: Events,
-        data: IoHandlers,
-    ) -> io::Result<&SelectorKey<IoHandlers>> {
-        self.inner.modify(fd, events, data)
-    }
-    fn select(&mut self, timeout: Option<Duration>) -> io::Result<Selected<'_, IoHandlers>> {
-        self.selects.set(self.selects.get() + 1);
-        match self.next.replace(Fault::None) {
-            Fault::None => self.inner.select(timeout),
-            Fault::Error => Err(io::Error::other("injected select failure")),
-            Fault::Panic => panic!("injected select panic"),
-        }
-    }
-    fn get_key(&self, fd: RawFd) -> Option<&SelectorKey<IoHandlers>> {
-        self.inner.get_key(fd)
-    }
-    fn keys(&self) -> Keys<'_, IoHandlers> {
-        self.inner.keys()
-    }
-    fn len(&self) -> usize {
-        self.inner.len()
-    }
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
-    fn close(self) -> io::Result<()> {
-        self.inner.close()
-    }
-}
-
-type FaultyLoop = BaseSelectorEventLoop<Faulty>;
-
-fn faulty_loop(backend: Backend) -> (FaultyLoop, Rc<Cell<Fault>>, Rc<Cell<u32>>) {
-    let next = Rc::new(Cell::new(Fault::None));
-    let selects = Rc::new(Cell::new(0));
-    let selector =
-        Faulty { inner: backend.open().unwrap(), next: Rc::clone(&next), selects: Rc::clone(&selects) };
-    (BaseSelectorEventLoop::with_selector(selector).unwrap(), next, selects)
-}
+use tulip::selectors::Backend;
+use tulip::AbstractEventLoop;
 
 fn a_custom_selector_drives_the_loop(backend: Backend) {
-    let (lp, _, selects) = faulty_loop(backend);
+    let (lp, faults) = faulty_loop(backend);
     assert_eq!(lp.backend().unwrap(), backend);
     let (_a, b) = readable_pair();
     let b_fd = common::fd(&b);
@@ -100,19 +30,19 @@ fn a_custom_selector_drives_the_loop(backend: Backend) {
     .unwrap();
     run_bounded(&lp, LIMIT);
     assert_eq!(runs.get(), 1);
-    assert_eq!(u64::from(selects.get()), lp.stats().select_calls);
+    assert_eq!(u64::from(faults.selects.get()), lp.stats().select_calls);
     lp.close().unwrap();
 }
 
 fn a_select_error_ends_run_forever_and_the_loop_stays_usable(backend: Backend) {
-    let (lp, fault, _) = faulty_loop(backend);
+    let (lp, faults) = faulty_loop(backend);
     let log = Rc::new(RefCell::new(Vec::new()));
     let l = Rc::clone(&log);
     lp.call_later(Duration::from_millis(5), move |lp| {
         l.borrow_mut().push("timer");
         lp.stop();
     });
-    fault.set(Fault::Error);
+    faults.next.set(Fault::Error);
     let err = lp.run_forever().unwrap_err();
     assert_eq!(err.to_string(), "injected select failure");
     assert!(!lp.is_running());
@@ -124,9 +54,9 @@ fn a_select_error_ends_run_forever_and_the_loop_stays_usable(backend: Backend) {
 }
 
 fn a_panicking_select_leaves_the_loop_not_running(backend: Backend) {
-    let (lp, fault, _) = faulty_loop(backend);
+    let (lp, faults) = faulty_loop(backend);
     lp.call_later(Duration::from_millis(5), |lp| lp.stop());
-    fault.set(Fault::Panic);
+    faults.next.set(Fault::Panic);
     let outcome = catch_unwind(AssertUnwindSafe(|| lp.run_forever()));
     assert!(outcome.is_err(), "the selector's panic goes through run_forever");
     assert!(!lp.is_running(), "a panic must not leave the loop marked running");
@@ -136,13 +66,13 @@ fn a_panicking_select_leaves_the_loop_not_running(backend: Backend) {
 fn a_panic_after_stop_does_not_leak_into_the_next_run(backend: Backend) {
     // stop() was requested, then the iteration panicked: the request is
     // consumed with that run, as when run_forever returns normally.
-    let (lp, fault, _) = faulty_loop(backend);
+    let (lp, faults) = faulty_loop(backend);
     // An fd to watch, so the stopped iteration calls select.
     let (_a, b) = common::socketpair();
     lp.add_reader(common::fd(&b), |_| panic!("nothing was sent")).unwrap();
     let runs = Rc::new(Cell::new(0));
     lp.stop();
-    fault.set(Fault::Panic);
+    faults.next.set(Fault::Panic);
     assert!(catch_unwind(AssertUnwindSafe(|| lp.run_forever())).is_err());
     let r = Rc::clone(&runs);
     lp.call_later(Duration::from_millis(20), move |lp| {

@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_macros)] // each test binary uses its own subset
 
 pub mod example;
+pub mod faulty;
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
