@@ -40,38 +40,22 @@ pub use tulip_selectors as selectors;
 /// The Layer 1 names a loop user meets most, also at the crate root.
 pub use tulip_selectors::{Backend, DefaultSelector, Events, Selector, SelectorKey, EVENT_READ, EVENT_WRITE};
 
-mod base_events;
-mod callbacks;
-mod events;
-mod fd;
-mod futures;
-mod local;
+mod coroutines;
+mod event_loop;
 mod net;
-mod panics;
-mod protocols;
-mod selector_events;
-mod selector_transport;
-mod signals;
-mod sockets;
-mod tasks;
-mod threadsafe;
-mod timers;
-mod timing;
-mod transports;
-mod wakeup;
 
-pub use base_events::{BaseEventLoop, PollIo};
-pub use events::{AbstractEventLoop, ExceptionContext, Handle, LoopStats, TimerHandle};
-pub use futures::{is_cancelled, Cancelled, Future};
-pub use protocols::Protocol;
-pub use selector_events::{
+pub use coroutines::futures::{is_cancelled, Cancelled, Future};
+pub use coroutines::tasks::Task;
+pub use coroutines::timing::{gather, sleep, sleep_until, wait_for, AsEventLoop, Gather, Sleep, WaitFor};
+pub use event_loop::base_events::{BaseEventLoop, PollIo};
+pub use event_loop::events::{AbstractEventLoop, ExceptionContext, Handle, LoopStats, TimerHandle};
+pub use event_loop::selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
-pub use sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
-pub use tasks::Task;
-pub use threadsafe::LoopHandle;
-pub use timing::{gather, sleep, sleep_until, wait_for, AsEventLoop, Gather, Sleep, WaitFor};
-pub use transports::{Server, SocketAddress, Transport};
+pub use event_loop::threadsafe::LoopHandle;
+pub use net::protocols::Protocol;
+pub use net::sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
+pub use net::transports::{Server, SocketAddress, Transport};
 
 /// Compiles and runs every Rust block of README.md as a doctest, so the
 /// tours of all three layers cannot drift from the API.

@@ -26,7 +26,7 @@ impl Wakeup {
 
     #[cfg(not(tulip_eventfd))]
     pub(crate) fn new() -> io::Result<Self> {
-        let (read, write) = crate::fd::nonblocking_pipe()?;
+        let (read, write) = crate::net::fd::nonblocking_pipe()?;
         Ok(Wakeup { read, write })
     }
 
@@ -41,13 +41,13 @@ impl Wakeup {
         let (fd, bytes) = (self.read.as_raw_fd(), 1u64.to_ne_bytes());
         #[cfg(not(tulip_eventfd))]
         let (fd, bytes) = (self.write.as_raw_fd(), [0u8]);
-        crate::fd::write_nonblocking(fd, &bytes).map(drop)
+        crate::net::fd::write_nonblocking(fd, &bytes).map(drop)
     }
 
     /// Consumes every pending wake-up so `fd()` stops being readable.
     pub(crate) fn drain(&self) {
         let mut buf = [0u8; 64];
-        while let Ok(Some(n)) = crate::fd::read_nonblocking(self.fd(), &mut buf) {
+        while let Ok(Some(n)) = crate::net::fd::read_nonblocking(self.fd(), &mut buf) {
             if n < buf.len() {
                 break;
             }

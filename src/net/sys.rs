@@ -50,7 +50,7 @@ pub(crate) fn stream_socket(domain: c_int) -> io::Result<OwnedFd> {
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
             // SAFETY: fcntl with integer arguments on an fd we own.
             cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
-            crate::fd::set_nonblocking(fd)?;
+            crate::net::fd::set_nonblocking(fd)?;
             Ok(owned)
         }
     }

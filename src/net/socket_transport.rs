@@ -22,12 +22,12 @@ use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use crate::base_events::PollIo;
-use crate::local::{LoopLocal, Release};
-use crate::panics::unwinding_panic;
+use crate::event_loop::base_events::PollIo;
+use crate::event_loop::local::{LoopLocal, Release};
+use crate::event_loop::panics::unwinding_panic;
+use crate::net::sockets::Listener;
+use crate::net::transports::{ServerImpl, TransportImpl};
 use crate::selectors::Selector;
-use crate::sockets::Listener;
-use crate::transports::{ServerImpl, TransportImpl};
 use crate::{
     AbstractEventLoop, BaseSelectorEventLoop, ExceptionContext, IoHandlers, Protocol, Server, SocketAddress,
     Transport,
@@ -414,11 +414,11 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
             let fd = self.fd;
             let read = self.call_protocol(|protocol| {
                 self.local.with_read_buffer(READ_SIZE, |buf| {
-                    let got = crate::net::recv_once(fd, buf);
+                    let got = crate::net::sys::recv_once(fd, buf);
                     let got = if got > 0 {
                         Ok(Some(got as usize)) // the usual case: no look at errno
                     } else {
-                        crate::net::recv_outcome(fd, buf, got)
+                        crate::net::sys::recv_outcome(fd, buf, got)
                     };
                     match got {
                         Ok(Some(0)) => Read::Eof { keep_open: protocol.eof_received() },
@@ -454,7 +454,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
                 if buffer.is_empty() {
                     Ok(None)
                 } else {
-                    crate::net::send(self.fd, buffer.pending())
+                    crate::net::sys::send(self.fd, buffer.pending())
                 }
             };
             match sent {
@@ -499,7 +499,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the transport is closing"));
         }
         if self.buffer.borrow().is_empty() {
-            let sent = crate::net::send(self.fd, data);
+            let sent = crate::net::sys::send(self.fd, data);
             return self.write_rest(data, sent);
         }
         self.buffer_rest(data);
@@ -666,11 +666,11 @@ impl<L: PollIo + AbstractEventLoop> TransportImpl for SocketTransport<L> {
         if data.is_empty() || !self.sends_at_once() {
             return self.write_slow(data);
         }
-        let sent = crate::net::send_once(self.fd, data);
+        let sent = crate::net::sys::send_once(self.fd, data);
         if sent >= 0 && sent as usize == data.len() {
             return Ok(());
         }
-        self.write_rest(data, crate::net::send_outcome(self.fd, data, sent))
+        self.write_rest(data, crate::net::sys::send_outcome(self.fd, data, sent))
     }
 
     fn write_eof(&self) -> io::Result<()> {
@@ -1104,10 +1104,10 @@ mod tests {
         let contexts = contexts.borrow();
         assert_eq!(contexts.len(), 1, "{contexts:?}");
         assert_eq!(contexts[0].panic.as_deref(), Some("boom 7"));
-        assert!(contexts[0].message.contains("selector_transport.rs"), "{}", contexts[0].message);
+        assert!(contexts[0].message.contains("socket_transport.rs"), "{}", contexts[0].message);
         let lost = lost.borrow();
         assert_eq!(lost.len(), 1);
-        assert!(lost[0].starts_with("protocol panicked at src/selector_transport.rs:"), "{}", lost[0]);
+        assert!(lost[0].starts_with("protocol panicked at src/net/socket_transport.rs:"), "{}", lost[0]);
         assert!(lost[0].ends_with(": boom 7"), "{}", lost[0]);
         // The transport closed the socket.
         assert_eq!(client.read(&mut [0; 16]).unwrap(), 0);

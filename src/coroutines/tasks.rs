@@ -19,14 +19,14 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use crate::base_events::PollIo;
-use crate::callbacks::{Callback, Ran};
-use crate::events::Cancel;
-use crate::futures::Cancelled;
-use crate::local::{LoopLocal, TaskWaker, ROOT_TASK};
-use crate::panics::catch;
+use crate::coroutines::futures::Cancelled;
+use crate::event_loop::base_events::PollIo;
+use crate::event_loop::events::Cancel;
+use crate::event_loop::local::{LoopLocal, TaskWaker, ROOT_TASK};
+use crate::event_loop::panics::catch;
+use crate::event_loop::ready::{Callback, Ran};
+use crate::event_loop::threadsafe::closed_error;
 use crate::selectors::Selector;
-use crate::threadsafe::closed_error;
 use crate::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers};
 
 enum Outcome<T> {
@@ -158,7 +158,7 @@ impl<L, F: Future> TaskCell<L, F> {
         let future = self.future.borrow_mut().take();
         let dropped = if cancelled {
             // What it awaited is cancelled with it, as in asyncio.
-            catch(|| crate::futures::drop_abandoned(future))
+            catch(|| crate::coroutines::futures::drop_abandoned(future))
         } else {
             catch(|| drop(future))
         };

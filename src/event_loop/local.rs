@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Wake;
 
-use crate::base_events::PollIo;
-use crate::callbacks::{new_rc, Once, ReadyCallback, ReadyQueue};
-use crate::threadsafe::Shared;
+use crate::event_loop::base_events::PollIo;
+use crate::event_loop::ready::{new_rc, Once, ReadyCallback, ReadyQueue};
+use crate::event_loop::threadsafe::Shared;
 use crate::{AbstractEventLoop, LoopHandle};
 
 /// The task id of `run_until_complete`'s future, which the loop does not

@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crate::local::LoopLocal;
-use crate::net::{self, Connect, RawAddr};
+use crate::event_loop::local::LoopLocal;
+use crate::net::sys::{self as net, Connect, RawAddr};
 use crate::selectors::Selector;
 use crate::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers, Sleep};
 
@@ -193,7 +193,7 @@ pub struct SockAccept<'a, L: AbstractEventLoop, A> {
 impl<L: AbstractEventLoop, A: Listener> SockAccept<'_, L, A> {
     fn attempt(&mut self, cx: &Context<'_>) -> io::Result<Option<(A::Stream, A::Addr)>> {
         if !self.nonblocking {
-            crate::fd::set_nonblocking(self.listener.as_raw_fd())?;
+            crate::net::fd::set_nonblocking(self.listener.as_raw_fd())?;
             self.nonblocking = true;
         }
         loop {

@@ -10,11 +10,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::callbacks::{new_rc, Callback, Once, Ran, ReadyCallback, ReadyQueue, Step, TimerMark};
-use crate::local::LoopLocal;
-use crate::panics::catch;
-use crate::threadsafe::{closed_error, Shared};
-use crate::timers::TimerHeap;
+use crate::event_loop::local::LoopLocal;
+use crate::event_loop::panics::catch;
+use crate::event_loop::ready::{new_rc, Callback, Once, Ran, ReadyCallback, ReadyQueue, Step, TimerMark};
+use crate::event_loop::threadsafe::{closed_error, Shared};
+use crate::event_loop::timers::TimerHeap;
 use crate::{ExceptionContext, Handle, LoopHandle, LoopStats, TimerHandle};
 
 /// Callbacks slower than this are reported in debug mode (asyncio's default).

@@ -199,7 +199,7 @@ impl<F: Future> Future for WaitFor<F> {
         }
         if Pin::new(&mut this.sleep).poll(cx).is_ready() {
             // A `Future` it awaited is cancelled, as in asyncio.
-            crate::futures::drop_abandoned(this.inner.take());
+            crate::coroutines::futures::drop_abandoned(this.inner.take());
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")));
         }
         Poll::Pending

@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering::{Release, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::callbacks::{new_rc, Once, ReadyQueue};
-use crate::wakeup::Wakeup;
+use crate::event_loop::ready::{new_rc, Once, ReadyQueue};
+use crate::event_loop::wakeup::Wakeup;
 use crate::AbstractEventLoop;
 
 /// A [`Shared::flags`] bit: other threads' calls wait in `incoming`.

@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::callbacks::{Once, ReadyCallback, TimerBook, TimerMark};
+use crate::event_loop::ready::{Once, ReadyCallback, TimerBook, TimerMark};
 
 /// Below this many timers, cancelled ones are only purged from the top.
 const MIN_TIMERS_FOR_REBUILD: usize = 100;
@@ -302,7 +302,7 @@ impl<L: 'static> TimerHeap<L> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::Cancel;
+    use crate::event_loop::events::Cancel;
     use std::panic::Location;
     use std::time::Duration;
 
@@ -439,12 +439,12 @@ mod tests {
         // Cancelled while in the ready queue: counted, then uncounted when skipped.
         entry.cancel();
         assert_eq!(heap.book.cancelled_in_heap.get(), 1);
-        assert_eq!(ready[0].run(&()), crate::callbacks::Ran::Skipped);
+        assert_eq!(ready[0].run(&()), crate::event_loop::ready::Ran::Skipped);
         assert_eq!(heap.book.cancelled_in_heap.get(), 0);
         assert_eq!(heap.book.fired.get(), 0);
         // One that runs counts as fired.
         let entry = schedule(&mut heap, now);
-        heap.pop_due(now, |entry| assert_eq!(entry.run(&()), crate::callbacks::Ran::UsedUp));
+        heap.pop_due(now, |entry| assert_eq!(entry.run(&()), crate::event_loop::ready::Ran::UsedUp));
         entry.cancel();
         assert_eq!((heap.book.fired.get(), heap.book.cancelled_in_heap.get()), (1, 0));
     }

@@ -15,7 +15,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::fd::{nonblocking_pipe, read_nonblocking};
+use crate::net::fd::{nonblocking_pipe, read_nonblocking};
 use crate::selectors::sys::cvt;
 
 /// The id of the loop that owns signal handling; 0 when none does.

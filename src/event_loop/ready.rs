@@ -7,7 +7,7 @@ use std::mem::ManuallyDrop;
 use std::panic::Location;
 use std::rc::Rc;
 
-use crate::events::Cancel;
+use crate::event_loop::events::Cancel;
 
 /// What [`Callback::run`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

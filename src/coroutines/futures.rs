@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use crate::local::LoopLocal;
+use crate::event_loop::local::LoopLocal;
 
 /// The error of a cancelled [`Future`] or [`Task`](crate::Task) (asyncio's
 /// `CancelledError`). It travels inside an [`io::Error`]:

@@ -15,11 +15,11 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::base_events::{BaseEventLoop, PollIo};
-use crate::callbacks::{ReadyCallback, ReadyQueue, Repeating};
+use crate::event_loop::base_events::{BaseEventLoop, PollIo};
+use crate::event_loop::ready::{ReadyCallback, ReadyQueue, Repeating};
+use crate::event_loop::signals::{check_catchable, check_signal_number, Signals};
+use crate::event_loop::threadsafe::closed_error;
 use crate::selectors::{Backend, DefaultSelector, Events, Selector};
-use crate::signals::{check_catchable, check_signal_number, Signals};
-use crate::threadsafe::closed_error;
 use crate::{AbstractEventLoop, ExceptionContext, Handle, LoopHandle, LoopStats, TimerHandle};
 
 /// The loop's data in each selector key. Public so the loop's types can be

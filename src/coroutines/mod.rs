@@ -1,0 +1,4 @@
+//! Layer 3, coroutines.
+pub(crate) mod futures;
+pub(crate) mod tasks;
+pub(crate) mod timing;

@@ -1,0 +1,7 @@
+//! Layer 3, I/O on the loop.
+pub(crate) mod fd;
+pub(crate) mod protocols;
+pub(crate) mod socket_transport;
+pub(crate) mod sockets;
+pub(crate) mod sys;
+pub(crate) mod transports;
