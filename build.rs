@@ -1,13 +1,33 @@
-//! Target probing for the `tulip` crate. Emits `tulip_eventfd` where the
-//! loop's cross-thread wake-up can use `eventfd(2)` (Linux, Android); other
-//! Unix targets use a non-blocking close-on-exec pipe. `rustc-check-cfg`
-//! makes a misspelt cfg name a compile error.
+//! Target probing for the `tulip` crate: names, once, what the socket and
+//! signal code may use here, as cfg aliases.
+//!
+//! - `tulip_socket_flags`: `socket(2)` takes `SOCK_NONBLOCK | SOCK_CLOEXEC`
+//!   and `send(2)` takes `MSG_NOSIGNAL` (Linux, Android, the BSDs but Apple's).
+//! - `tulip_errno_location` / `tulip_errno_double_underscore`: the name of
+//!   the function behind `errno` (`__errno_location`, `__errno`; else `__error`).
+//! - `tulip_sigrtmax`: real-time signals exist, so `NSIG` is `SIGRTMAX() + 1`.
+//!
+//! `rustc-check-cfg` makes a misspelt alias a compile error.
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(tulip_eventfd)");
+    let aliases =
+        ["tulip_socket_flags", "tulip_errno_location", "tulip_errno_double_underscore", "tulip_sigrtmax"];
+    for alias in aliases {
+        println!("cargo::rustc-check-cfg=cfg({alias})");
+    }
     println!("cargo::rerun-if-changed=build.rs");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if matches!(os.as_str(), "linux" | "android") {
-        println!("cargo::rustc-cfg=tulip_eventfd");
-    }
+    let os = os.as_str();
+    let enable = |alias: &str, on: bool| {
+        if on {
+            println!("cargo::rustc-cfg={alias}");
+        }
+    };
+    enable(
+        "tulip_socket_flags",
+        matches!(os, "linux" | "android" | "freebsd" | "netbsd" | "openbsd" | "dragonfly"),
+    );
+    enable("tulip_errno_location", matches!(os, "linux" | "dragonfly"));
+    enable("tulip_errno_double_underscore", matches!(os, "android" | "netbsd" | "openbsd"));
+    enable("tulip_sigrtmax", matches!(os, "linux" | "android"));
 }

@@ -32,7 +32,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use tulip::{AbstractEventLoop, Protocol, SelectorEventLoop, Transport};
-use tulip_selectors::sys::cvt;
+use tulip_selectors::mechanism::cvt;
 
 /// The size of every request and reply.
 pub const MESSAGE: usize = 64;

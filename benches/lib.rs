@@ -9,7 +9,7 @@
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use tulip_selectors::sys::cvt;
+use tulip_selectors::mechanism::cvt;
 use tulip_selectors::{Events, Selector};
 
 pub mod raw;

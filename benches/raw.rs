@@ -10,7 +10,7 @@ use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 use std::{mem, ptr};
 
-use tulip_selectors::sys::cvt;
+use tulip_selectors::mechanism::cvt;
 
 use crate::Wait;
 

@@ -1,16 +1,26 @@
-//! Names the readiness mechanisms this target has, once, as cfg aliases:
-//! `tulip_epoll` (Linux, Android) and `tulip_kqueue` (Apple and the BSDs).
-//! `select` and `poll` exist on every Unix and need no alias.
+//! Names what this target's kernel offers, once, as cfg aliases:
+//! `tulip_epoll` (Linux, Android), `tulip_kqueue` (Apple and the BSDs),
+//! `tulip_eventfd` (Linux, Android: the waker needs one fd, not a pipe) and
+//! `tulip_pipe2` (`pipe2(2)` makes a pipe close-on-exec and non-blocking
+//! in one call). `select` and `poll` exist on every Unix and need no alias.
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(tulip_epoll)");
-    println!("cargo::rustc-check-cfg=cfg(tulip_kqueue)");
+    for alias in ["tulip_epoll", "tulip_kqueue", "tulip_eventfd", "tulip_pipe2"] {
+        println!("cargo::rustc-check-cfg=cfg({alias})");
+    }
     println!("cargo::rerun-if-changed=build.rs");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    match os.as_str() {
-        "linux" | "android" => println!("cargo::rustc-cfg=tulip_epoll"),
-        "macos" | "ios" | "tvos" | "watchos" | "visionos" | "freebsd" | "netbsd" | "openbsd"
-        | "dragonfly" => println!("cargo::rustc-cfg=tulip_kqueue"),
-        _ => {}
+    let linux = matches!(os.as_str(), "linux" | "android");
+    let apple = matches!(os.as_str(), "macos" | "ios" | "tvos" | "watchos" | "visionos");
+    let bsd = matches!(os.as_str(), "freebsd" | "netbsd" | "openbsd" | "dragonfly");
+    if linux {
+        println!("cargo::rustc-cfg=tulip_epoll");
+        println!("cargo::rustc-cfg=tulip_eventfd");
+    }
+    if apple || bsd {
+        println!("cargo::rustc-cfg=tulip_kqueue");
+    }
+    if linux || bsd {
+        println!("cargo::rustc-cfg=tulip_pipe2");
     }
 }

@@ -27,7 +27,7 @@ fn isolated_fd(sock: UnixStream) -> RawFd {
     assert!(target < 1000, "select needs fds below FD_SETSIZE");
     // SAFETY: dup2 onto a number nothing in this process uses (the counter
     // hands each one out once); the original is closed when `sock` drops.
-    let fd = tulip::selectors::sys::cvt(unsafe { libc::dup2(fd(&sock), target) }).unwrap();
+    let fd = tulip::selectors::mechanism::cvt(unsafe { libc::dup2(fd(&sock), target) }).unwrap();
     drop(sock);
     fd
 }

@@ -17,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{run_bounded, TestLoop, LIMIT};
-use tulip::selectors::sys::cvt;
+use tulip::selectors::mechanism::cvt;
 use tulip::{AbstractEventLoop, SelectorEventLoop};
 
 /// Held by every case: signal dispositions are process-wide.

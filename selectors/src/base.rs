@@ -9,9 +9,10 @@ use std::os::unix::io::RawFd;
 use std::slice;
 use std::time::{Duration, Instant};
 
+use crate::mechanism::Readiness;
 use crate::registry::Registry;
-use crate::sys::is_interrupted;
-use crate::{Backend, Events, Keys, Readiness, Selector, SelectorKey};
+use crate::syscall::is_interrupted;
+use crate::{Backend, Events, Keys, Selector, SelectorKey};
 
 /// One kernel readiness mechanism: the part of a selector that differs
 /// between `select(2)`, `poll(2)`, `epoll(7)` and `kqueue(2)`.
@@ -299,10 +300,11 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
     /// Hands each ready key to `on_ready` as the kernel's answer is read:
     /// nothing is stored, each key is looked up once.
     #[inline]
-    fn select_each<F>(&mut self, timeout: Option<Duration>, mut on_ready: F) -> io::Result<usize>
-    where
-        F: FnMut(&SelectorKey<T>, Events),
-    {
+    fn select_each(
+        &mut self,
+        timeout: Option<Duration>,
+        on_ready: &mut dyn FnMut(&SelectorKey<T>, Events),
+    ) -> io::Result<usize> {
         let mut count = 0;
         self.wait_until_ready(
             timeout,

@@ -12,9 +12,10 @@ use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use crate::sys::cvt;
+use crate::mechanism::{Mechanism, Readiness};
+use crate::syscall::cvt;
 use crate::timeout::as_millis_rounded_up;
-use crate::{Backend, BaseSelector, Events, Mechanism, Readiness};
+use crate::{Backend, BaseSelector, Events};
 
 /// The `epoll` mechanism: one close-on-exec epoll fd and a reusable event buffer.
 pub struct Epoll {

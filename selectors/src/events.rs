@@ -52,7 +52,7 @@ impl Readiness {
     /// did not ask for.
     ///
     /// ```
-    /// use tulip_selectors::{Events, Readiness};
+    /// use tulip_selectors::{mechanism::Readiness, Events};
     /// let hangup = Readiness { error: true, ..Readiness::default() };
     /// assert_eq!(hangup.reported(Events::WRITE), Events::WRITE);
     /// let readable = Readiness { readable: true, ..Readiness::default() };

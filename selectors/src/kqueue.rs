@@ -15,9 +15,10 @@ use std::time::Duration;
 use std::{fmt, mem, ptr};
 
 use crate::kqueue_records::{merge_records, Filter, KernelRecord};
-use crate::sys::cvt;
+use crate::mechanism::{Mechanism, Readiness};
+use crate::syscall::cvt;
 use crate::timeout::clamped;
-use crate::{Backend, BaseSelector, Events, Mechanism, Readiness};
+use crate::{Backend, BaseSelector, Events};
 
 /// The `kqueue` mechanism: a close-on-exec kqueue fd and reusable buffers.
 pub struct Kqueue {

@@ -8,7 +8,7 @@
 
 use std::os::unix::io::RawFd;
 
-use crate::Readiness;
+use crate::mechanism::Readiness;
 
 /// Which kqueue filter a record belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,7 +32,7 @@
 //! picks one at run time.
 
 // Every unsafe block holds one operation and says why it is sound.
-#![warn(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
 
 #[cfg(not(unix))]
 compile_error!(
@@ -43,24 +43,27 @@ mod backend;
 mod base;
 mod events;
 mod key;
-pub mod kqueue_records;
+// Compiled everywhere so its tests run on Linux too; only kqueue uses it.
+#[cfg_attr(not(tulip_kqueue), allow(dead_code))]
+mod kqueue_records;
 mod registry;
 mod selector;
-pub mod sys;
-pub mod timeout;
+mod syscall;
+mod timeout;
+mod waker;
 
-pub mod poll;
-pub mod select;
+mod poll;
+mod select;
 
 cfg_if::cfg_if! {
     if #[cfg(tulip_epoll)] {
-        pub mod epoll;
+        mod epoll;
         /// A selector over `epoll(7)`: O(ready fds) per `select`.
         pub type EpollSelector<T> = BaseSelector<T, epoll::Epoll>;
         /// The best selector for this target: epoll here.
         pub type DefaultSelector<T> = EpollSelector<T>;
     } else if #[cfg(tulip_kqueue)] {
-        pub mod kqueue;
+        mod kqueue;
         /// A selector over `kqueue(2)`: O(ready fds) per `select`.
         pub type KqueueSelector<T> = BaseSelector<T, kqueue::Kqueue>;
         /// The best selector for this target: kqueue here.
@@ -72,13 +75,53 @@ cfg_if::cfg_if! {
 }
 
 pub use backend::Backend;
-pub use base::{BaseSelector, Mechanism, Selected};
-pub use events::{Events, Readiness, EVENT_READ, EVENT_WRITE};
+pub use base::{BaseSelector, Selected};
+pub use events::{Events, EVENT_READ, EVENT_WRITE};
 pub use key::SelectorKey;
 pub use registry::Keys;
 pub use selector::Selector;
+pub use waker::Waker;
+
+/// The syscall helpers' old home, kept so code written against 0.1 still
+/// builds: use [`mechanism`] instead.
+#[doc(hidden)]
+#[deprecated(since = "0.2.0", note = "use tulip_selectors::mechanism::{cvt, is_interrupted}")]
+pub mod sys {
+    pub use crate::syscall::{cvt, is_interrupted, SyscallReturn};
+}
 
 /// A selector over `select(2)`: fds below `FD_SETSIZE`, O(highest fd) per call.
 pub type SelectSelector<T> = BaseSelector<T, select::Select>;
 /// A selector over `poll(2)`: O(registered fds) per call.
 pub type PollSelector<T> = BaseSelector<T, poll::Poll>;
+
+/// Write your own backend: what every backend here is made of.
+///
+/// A backend is a [`Mechanism`]: its kernel calls and the translation of
+/// its event bits into a [`Readiness`]. [`BaseSelector<T, M>`](crate::BaseSelector)
+/// adds everything the backends share (argument checks, the fd → key
+/// table, the error rules, rounding, clamping and `EINTR` retries), so
+/// `BaseSelector<T, YourMechanism>` is a complete [`Selector`](crate::Selector).
+/// The helpers below are the ones the crate's own backends use: one
+/// syscall wrapper ([`cvt`]) and its retry rules, pipes, and timeout
+/// conversions that never wake early. The event loop crate (`tulip`) uses
+/// them too, so there is one of each in the project.
+///
+/// This module is the crate's extension point. Users of the selectors
+/// themselves need none of it.
+pub mod mechanism {
+    pub use crate::base::Mechanism;
+    pub use crate::events::Readiness;
+    pub use crate::syscall::{
+        cvt, drain, is_interrupted, nonblocking, nonblocking_pipe, read_nonblocking, set_cloexec,
+        set_nonblocking, write_nonblocking, SyscallReturn,
+    };
+    pub use crate::timeout::{as_millis_rounded_up, clamped, LONGEST_WAIT};
+
+    #[cfg(tulip_epoll)]
+    pub use crate::epoll::Epoll;
+    #[cfg(tulip_kqueue)]
+    pub use crate::kqueue::Kqueue;
+    pub use crate::poll::Poll;
+    pub use crate::select::Select;
+}

@@ -7,9 +7,10 @@ use std::io;
 use std::os::unix::io::RawFd;
 use std::time::Duration;
 
-use crate::sys::cvt;
+use crate::mechanism::{Mechanism, Readiness};
+use crate::syscall::cvt;
 use crate::timeout::as_millis_rounded_up;
-use crate::{Backend, Events, Mechanism, Readiness};
+use crate::{Backend, Events};
 
 /// The `poll` mechanism: the array handed to the kernel and where each fd sits in it.
 #[derive(Default)]

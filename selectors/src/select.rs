@@ -8,9 +8,10 @@ use std::os::unix::io::RawFd;
 use std::time::Duration;
 use std::{fmt, mem, ptr};
 
-use crate::sys::cvt;
+use crate::mechanism::{Mechanism, Readiness};
+use crate::syscall::cvt;
 use crate::timeout::clamped;
-use crate::{Backend, Events, Mechanism, Readiness};
+use crate::{Backend, Events};
 
 /// The `select` mechanism: master read and write sets and the highest fd in them.
 pub struct Select {

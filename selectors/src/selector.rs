@@ -84,20 +84,21 @@ pub trait Selector<T> {
 
     /// [`select`](Self::select), handing each ready key and its events to
     /// `on_ready` instead of returning them; returns how many it was handed.
-    /// The same wait, the same fds and events in the same order; a selector
-    /// may call `on_ready` as it reads the kernel's answer, so that nothing
-    /// is stored and no key is looked up twice (an event loop's dispatch).
+    /// The same wait, the same fds and events in the same order. The crate's
+    /// selectors call `on_ready` as they read the kernel's answer, so nothing
+    /// is stored and each key is looked up once: an event loop's dispatch.
     /// `on_ready` runs while the selector is borrowed: it cannot register,
-    /// modify or unregister.
+    /// modify or unregister. A `dyn` callback, so that a
+    /// `Box<dyn Selector<T>>` forwards it like every other method.
     ///
     /// # Errors
     ///
     /// Those of [`select`](Self::select); then `on_ready` was not called.
-    fn select_each<F>(&mut self, timeout: Option<Duration>, mut on_ready: F) -> io::Result<usize>
-    where
-        Self: Sized,
-        F: FnMut(&SelectorKey<T>, Events),
-    {
+    fn select_each(
+        &mut self,
+        timeout: Option<Duration>,
+        on_ready: &mut dyn FnMut(&SelectorKey<T>, Events),
+    ) -> io::Result<usize> {
         let ready = self.select(timeout)?;
         let count = ready.len();
         for (key, events) in ready {
@@ -146,6 +147,13 @@ impl<T, S: Selector<T> + ?Sized> Selector<T> for Box<S> {
     }
     fn select(&mut self, timeout: Option<Duration>) -> io::Result<Selected<'_, T>> {
         (**self).select(timeout)
+    }
+    fn select_each(
+        &mut self,
+        timeout: Option<Duration>,
+        on_ready: &mut dyn FnMut(&SelectorKey<T>, Events),
+    ) -> io::Result<usize> {
+        (**self).select_each(timeout, on_ready)
     }
     fn get_key(&self, fd: RawFd) -> Option<&SelectorKey<T>> {
         (**self).get_key(fd)

@@ -16,7 +16,7 @@ pub const LONGEST_WAIT: Duration = Duration::from_secs(100_000_000);
 ///
 /// ```
 /// use std::time::Duration;
-/// use tulip_selectors::timeout::as_millis_rounded_up;
+/// use tulip_selectors::mechanism::as_millis_rounded_up;
 /// assert_eq!(as_millis_rounded_up(None), -1);
 /// assert_eq!(as_millis_rounded_up(Some(Duration::from_micros(1))), 1);
 /// assert_eq!(as_millis_rounded_up(Some(Duration::MAX)), i32::MAX);

@@ -67,8 +67,8 @@ fn boxed_concrete_selectors_are_dyn_selectors() {
 }
 
 /// `select_each` hands over what `select` returns: the same fds, events
-/// and data, in the same order, and their number. Static dispatch (the
-/// backends' own `select_each`) and a `Box<dyn Selector>` (the default one).
+/// and data, in the same order, and their number, whether called on a
+/// backend's own type or through a `Box<dyn Selector>` (which forwards it).
 fn select_each_matches_select<S: Selector<String>>(mut sel: S) {
     let pairs: Vec<_> = (0..4).map(|_| pair()).collect();
     for (i, (a, b)) in pairs.iter().enumerate() {
@@ -80,7 +80,7 @@ fn select_each_matches_select<S: Selector<String>>(mut sel: S) {
     let expected = ready(&mut sel, Some(BOUND));
     let mut seen = Vec::new();
     let count = sel
-        .select_each(Some(BOUND), |key, events| seen.push((key.fd, events, key.data.clone())))
+        .select_each(Some(BOUND), &mut |key, events| seen.push((key.fd, events, key.data.clone())))
         .expect("select_each");
     assert_eq!(count, seen.len());
     assert_eq!(seen, expected);
@@ -90,7 +90,7 @@ fn select_each_matches_select<S: Selector<String>>(mut sel: S) {
         sel.unregister(fd(a)).unwrap();
         sel.unregister(fd(b)).unwrap();
     }
-    let count = sel.select_each(Some(Duration::ZERO), |_, _| calls += 1).expect("select_each");
+    let count = sel.select_each(Some(Duration::ZERO), &mut |_, _| calls += 1).expect("select_each");
     assert_eq!((count, calls), (0, 0));
 }
 

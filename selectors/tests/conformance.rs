@@ -21,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tulip_selectors::sys::cvt;
+use tulip_selectors::mechanism::cvt;
 use tulip_selectors::{Backend, Events, Selector};
 
 const READ: Events = Events::READ;

@@ -10,10 +10,10 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
-use crate::event_loop::local::LoopLocal;
+use crate::event_loop::ready::ReadyQueue;
 
 /// The error of a cancelled [`Future`] or [`Task`](crate::Task) (asyncio's
 /// `CancelledError`). It travels inside an [`io::Error`]:
@@ -88,12 +88,15 @@ pub(crate) fn drop_abandoned<F>(future: F) {
     drop(future);
 }
 
-/// Where done callbacks go: the loop's ready queue.
+/// Where done callbacks go: the loop's ready queue. The future holds it
+/// weakly: a future kept after its loop was dropped keeps nothing of the
+/// loop alive, and its callbacks never run, as on a closed loop.
 pub(crate) trait Schedule {
     fn schedule(&self, callback: Box<dyn FnOnce()>);
 }
 
-impl<L: 'static> Schedule for LoopLocal<L> {
+impl<L: 'static> Schedule for ReadyQueue<L> {
+    #[track_caller]
     fn schedule(&self, callback: Box<dyn FnOnce()>) {
         self.call_soon(move |_| callback());
     }
@@ -113,7 +116,7 @@ struct Inner<T> {
     state: RefCell<State<T>>,
     wakers: RefCell<Vec<Waker>>,
     callbacks: RefCell<Vec<DoneCallback<T>>>,
-    schedule: Rc<dyn Schedule>,
+    schedule: Weak<dyn Schedule>,
     /// [`Future::cancel`], for `Drop`, which cannot require `T: 'static`.
     cancel: fn(&Future<T>) -> bool,
 }
@@ -187,8 +190,8 @@ impl<T> fmt::Debug for Future<T> {
 }
 
 impl<T: 'static> Future<T> {
-    /// A pending future whose done callbacks run on the loop of `local`.
-    pub(crate) fn new(schedule: Rc<dyn Schedule>) -> Self {
+    /// A pending future whose done callbacks go to `schedule`.
+    pub(crate) fn new(schedule: Weak<dyn Schedule>) -> Self {
         Future {
             inner: Rc::new(Inner {
                 state: RefCell::new(State::Pending),
@@ -303,7 +306,7 @@ impl<T: 'static> Future<T> {
     pub fn add_done_callback(&self, callback: impl FnOnce(&Future<T>) + 'static) {
         if self.done() {
             let this = self.clone();
-            self.inner.schedule.schedule(Box::new(move || callback(&this)));
+            self.schedule(Box::new(move || callback(&this)));
         } else {
             self.inner.callbacks.borrow_mut().push(Box::new(callback));
         }
@@ -322,9 +325,16 @@ impl<T: 'static> Future<T> {
         let callbacks = std::mem::take(&mut *self.inner.callbacks.borrow_mut());
         for callback in callbacks {
             let this = self.clone();
-            self.inner.schedule.schedule(Box::new(move || callback(&this)));
+            self.schedule(Box::new(move || callback(&this)));
         }
         Ok(())
+    }
+
+    /// Queues a done callback on the loop, if the loop is still there.
+    fn schedule(&self, callback: Box<dyn FnOnce()>) {
+        if let Some(queue) = self.inner.schedule.upgrade() {
+            queue.schedule(callback);
+        }
     }
 }
 

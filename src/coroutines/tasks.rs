@@ -4,10 +4,16 @@
 //!
 //! [`run_until_complete`]: crate::BaseSelectorEventLoop::run_until_complete
 //!
-//! A task is polled as an ordinary callback of the ready queue. Its waker
-//! ([`TaskWaker`]) queues it at most once however often it fires before
-//! the task runs; a wake from another thread goes through the threadsafe
-//! queue (see `local.rs`).
+//! A task is polled as an ordinary callback of the ready queue, and kept
+//! ("parked") by the queue between polls.
+//!
+//! A [`Waker`] must be `Send + Sync`, so it cannot hold the queue's `Rc`.
+//! A [`TaskWaker`] holds the loop's id and the task's id instead. On the
+//! loop's own thread, a per-thread registry maps the loop's id to its ready
+//! queue, and the wake goes straight into it. Another thread has no entry
+//! for that loop, so the wake travels through the loop's threadsafe queue
+//! (which also wakes a loop blocked in `select`). An atomic `scheduled`
+//! flag makes a task woken many times before it runs run once.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -16,18 +22,19 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::{pin, Pin};
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use crate::coroutines::futures::Cancelled;
 use crate::event_loop::base_events::PollIo;
 use crate::event_loop::events::Cancel;
-use crate::event_loop::local::{LoopLocal, TaskWaker, ROOT_TASK};
 use crate::event_loop::panics::catch;
+use crate::event_loop::ready::ReadyQueue;
 use crate::event_loop::ready::{Callback, Ran};
 use crate::event_loop::threadsafe::closed_error;
 use crate::selectors::Selector;
-use crate::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers};
+use crate::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers, LoopHandle};
 
 enum Outcome<T> {
     Pending,
@@ -145,11 +152,11 @@ struct TaskCell<L, F: Future> {
     /// A [`Waker`] over `wake_state`.
     waker: Waker,
     shared: Rc<TaskShared<F::Output>>,
-    local: Weak<LoopLocal<L>>,
+    queue: Weak<ReadyQueue<L>>,
     origin: &'static Location<'static>,
 }
 
-impl<L, F: Future> TaskCell<L, F> {
+impl<L: 'static, F: Future> TaskCell<L, F> {
     /// Drops the future (outside any borrow: its drop may do anything),
     /// records the outcome, and forgets the task. A panic in the future's
     /// drop goes on to the loop, but only after the awaiters were told:
@@ -163,8 +170,8 @@ impl<L, F: Future> TaskCell<L, F> {
             catch(|| drop(future))
         };
         self.shared.complete(result, cancelled);
-        if let Some(local) = self.local.upgrade() {
-            local.remove_task(self.id);
+        if let Some(queue) = self.queue.upgrade() {
+            queue.unpark(self.id);
         }
         if let Err((message, location)) = dropped {
             let at = location.map_or_else(String::new, |at| format!(" at {at}"));
@@ -173,7 +180,7 @@ impl<L, F: Future> TaskCell<L, F> {
     }
 }
 
-impl<L, F: Future> Cancel for TaskCell<L, F> {
+impl<L: 'static, F: Future> Cancel for TaskCell<L, F> {
     /// Discards the task as its loop closes: the future is dropped now,
     /// even if a queued poll still holds the task, and the task ends
     /// cancelled. (A user's [`Task::cancel`] goes through the task's next
@@ -191,7 +198,7 @@ impl<L, F: Future> Cancel for TaskCell<L, F> {
     }
 }
 
-impl<L, F: Future> Callback<L> for TaskCell<L, F> {
+impl<L: 'static, F: Future> Callback<L> for TaskCell<L, F> {
     fn run(&self, _event_loop: &L) -> Ran {
         self.wake_state.take_scheduled();
         if self.shared.is_done() {
@@ -237,9 +244,9 @@ where
     L: PollIo + AbstractEventLoop,
     F: Future + 'static,
 {
-    let local = event_loop.engine().local();
-    let id = local.next_task_id();
-    let wake_state = Arc::new(TaskWaker::new(local, id, event_loop.handle()));
+    let queue = event_loop.engine().ready();
+    let id = queue.next_parked_id();
+    let wake_state = Arc::new(TaskWaker::new(queue, id, event_loop.handle()));
     let waker = Waker::from(Arc::clone(&wake_state));
     let shared = Rc::new(TaskShared {
         outcome: RefCell::new(Outcome::Pending),
@@ -254,11 +261,11 @@ where
         wake_state,
         waker,
         shared: Rc::clone(&shared),
-        local: Rc::downgrade(local),
+        queue: Rc::downgrade(queue),
         origin,
     });
-    if local.insert_task(id, cell.clone()) {
-        local.push(cell);
+    if queue.park(id, cell.clone()) {
+        queue.push(cell);
     } else {
         cell.finish(Err(closed_error()), false);
     }
@@ -280,7 +287,7 @@ where
     if engine.is_running() {
         return Err(io::Error::other("this event loop is already running"));
     }
-    let wake_state = Arc::new(TaskWaker::new(engine.local(), ROOT_TASK, event_loop.handle()));
+    let wake_state = Arc::new(TaskWaker::new(engine.ready(), ROOT_TASK, event_loop.handle()));
     let waker = Waker::from(Arc::clone(&wake_state));
     let mut future = pin!(future);
     let mut output = None;
@@ -381,11 +388,124 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
 
     /// A new pending [`Future`](crate::Future) whose done callbacks run on this loop.
     pub fn create_future<T: 'static>(&self) -> crate::Future<T> {
-        crate::Future::new(self.engine().local().clone())
+        let queue: Weak<dyn crate::coroutines::futures::Schedule> = Rc::downgrade(self.engine().ready()) as _;
+        crate::Future::new(queue)
     }
 
     /// Tasks created on this loop and not finished yet.
     pub fn pending_tasks(&self) -> usize {
-        self.engine().local().task_count()
+        self.engine().ready().parked_count()
+    }
+}
+
+/// The task id of `run_until_complete`'s future, which the loop does not
+/// keep: waking it only makes sure the next iteration does not block.
+const ROOT_TASK: u64 = 0;
+
+thread_local! {
+    /// The ready queues of the loops living on this thread, by loop id.
+    static REGISTRY: RefCell<Vec<(u64, Weak<dyn LocalWake>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A wake on the loop's thread, seen through the registry.
+trait LocalWake {
+    fn wake_task(&self, task: u64);
+}
+
+impl<L: 'static> LocalWake for ReadyQueue<L> {
+    fn wake_task(&self, task: u64) {
+        if task == ROOT_TASK {
+            // `run_until_complete` polls its future between iterations; a
+            // no-op entry keeps the next iteration from blocking meanwhile.
+            self.call_soon(|_| {});
+        } else {
+            self.wake(task);
+        }
+    }
+}
+
+/// The id under which `queue` is in this thread's registry, entering it
+/// the first time (forgetting loops that are gone meanwhile).
+fn registered<L: 'static>(queue: &Rc<ReadyQueue<L>>) -> u64 {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let weak: Weak<dyn LocalWake> = Rc::downgrade(queue) as Weak<dyn LocalWake>;
+    REGISTRY
+        .try_with(|registry| {
+            let mut registry = registry.borrow_mut();
+            if let Some((id, _)) = registry.iter().find(|(_, entry)| Weak::ptr_eq(entry, &weak)) {
+                return *id;
+            }
+            registry.retain(|(_, entry)| entry.strong_count() > 0);
+            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            registry.push((id, weak));
+            id
+        })
+        .unwrap_or(0)
+}
+
+/// Wakes `task` of loop `loop_id` if that loop lives on this thread;
+/// `false` if it does not (or is gone).
+fn wake_here(loop_id: u64, task: u64) -> bool {
+    let queue = REGISTRY
+        .try_with(|registry| {
+            let registry = registry.borrow();
+            registry.iter().find(|(id, _)| *id == loop_id).and_then(|(_, queue)| queue.upgrade())
+        })
+        .ok()
+        .flatten();
+    match queue {
+        Some(queue) => {
+            queue.wake_task(task);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The data behind a task's [`Waker`]: `Send + Sync`, it names its task by
+/// ids and reaches the loop as the module docs describe.
+pub(crate) struct TaskWaker<L> {
+    loop_id: u64,
+    task: u64,
+    /// Set when the task is queued; cleared just before it is polled.
+    scheduled: AtomicBool,
+    remote: LoopHandle<L>,
+}
+
+impl<L: 'static> TaskWaker<L> {
+    /// The waker of `task` on the loop of `queue`, which counts as already
+    /// scheduled (its creator queues its first poll).
+    fn new(queue: &Rc<ReadyQueue<L>>, task: u64, remote: LoopHandle<L>) -> Self {
+        TaskWaker { loop_id: registered(queue), task, scheduled: AtomicBool::new(true), remote }
+    }
+
+    /// Clears the flag before a poll, so wakes during the poll queue it
+    /// again; `true` if it was set.
+    fn take_scheduled(&self) -> bool {
+        self.scheduled.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl<L: PollIo + AbstractEventLoop> Wake for TaskWaker<L> {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.scheduled.swap(true, Ordering::AcqRel) {
+            return; // already queued: it will be polled once
+        }
+        if wake_here(self.loop_id, self.task) {
+            return;
+        }
+        // Another thread: the threadsafe queue wakes the loop, and on its
+        // thread the task runs. A closed loop refuses, and nothing is lost
+        // that could still run.
+        let task = self.task;
+        let _ = self.remote.call_soon_threadsafe(move |event_loop: &L| {
+            if task != ROOT_TASK {
+                event_loop.engine().ready().run_parked(event_loop, task);
+            }
+        });
     }
 }

@@ -1,7 +1,8 @@
-//! The scheduling engine (Tulip's `BaseEventLoop`): the FIFO ready queue, the
-//! timer heap, the [`run_once`](BaseEventLoop::run_once) iteration, stop and
-//! close state, and exception handling. It knows nothing about sockets: it
-//! asks its loop to wait for I/O through the one hook of [`PollIo`].
+//! The scheduling engine (Tulip's `BaseEventLoop`): the ready queue, the
+//! timer heap, the [`run_once`](BaseEventLoop::run_once) iteration, stop
+//! and close state, and exception handling. It knows no file descriptors:
+//! it asks its loop to wait for I/O, and to queue what became ready,
+//! through the two methods of [`PollIo`].
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -10,35 +11,35 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::event_loop::local::LoopLocal;
 use crate::event_loop::panics::catch;
-use crate::event_loop::ready::{new_rc, Callback, Once, Ran, ReadyCallback, ReadyQueue, Step, TimerMark};
-use crate::event_loop::threadsafe::{closed_error, Shared};
+use crate::event_loop::ready::{new_rc, Incident, Once, ReadyCallback, ReadyQueue};
+use crate::event_loop::threadsafe::{closed_error, Incoming, WakeUp};
 use crate::event_loop::timers::TimerHeap;
 use crate::{ExceptionContext, Handle, LoopHandle, LoopStats, TimerHandle};
 
 /// Callbacks slower than this are reported in debug mode (asyncio's default).
 const DEFAULT_SLOW_CALLBACK: Duration = Duration::from_millis(100);
 
-/// The hook an I/O layer gives the engine.
+/// The hook an I/O layer gives the engine: how [`run_once`](BaseEventLoop::run_once)
+/// waits for I/O (asyncio's `self._selector.select` and `_process_events`).
+/// [`BaseSelectorEventLoop`](crate::BaseSelectorEventLoop) implements it
+/// over a [`Selector`](crate::Selector).
 pub trait PollIo: Sized + 'static {
     /// The engine inside this loop.
     fn engine(&self) -> &BaseEventLoop<Self>;
 
-    /// Waits for I/O at most `timeout` (`None`: until something happens) and
-    /// queues the callbacks of what became ready. Must return when the engine's wake-up fd is written.
+    /// Waits for I/O at most `timeout` (`None`: until something happens,
+    /// or until the engine's wake-up is called), and keeps what became
+    /// ready for [`process_events`](Self::process_events).
     ///
     /// # Errors
     ///
     /// The selector's error; `run_forever` returns it.
-    fn poll_io(&self, timeout: Option<Duration>) -> io::Result<()>;
+    fn select(&self, timeout: Option<Duration>) -> io::Result<()>;
 
-    /// `false` when no fd but the engine's own wake-up fd is watched and
-    /// asking the selector can show nothing else: then nothing can become
-    /// ready without a blocking wait, and an iteration with callbacks queued
-    /// skips the zero-timeout `select`. (A loop over a selector of the
-    /// user's says `true`: that selector's `select` may fail or count.)
-    fn has_io(&self) -> bool;
+    /// Queues the callbacks of what the last [`select`](Self::select) found
+    /// ready: the readers and writers of the ready fds.
+    fn process_events(&self);
 }
 
 /// Plain counters behind [`LoopStats`].
@@ -46,11 +47,8 @@ pub trait PollIo: Sized + 'static {
 struct Counters {
     iterations: Cell<u64>,
     callbacks_run: Cell<u64>,
-    select_calls: Cell<u64>,
-    events_received: Cell<u64>,
     panics: Cell<u64>,
-    /// Nanoseconds blocked in `select`, from [`coarse_nanos`].
-    time_blocked: Cell<u64>,
+    time_blocked: Cell<Duration>,
     time_in_run_forever: Cell<Duration>,
     /// When the current `run_forever` began, while one runs.
     run_started: Cell<Option<Instant>>,
@@ -60,147 +58,18 @@ fn bump(counter: &Cell<u64>, by: u64) {
     counter.set(counter.get() + by);
 }
 
-/// The clock of the time-blocked counter, in nanoseconds. It is read before
-/// and after every wait that may block, so it is the kernel's coarse
-/// monotonic clock where there is one (Linux): the time of the last tick,
-/// a few nanoseconds to read instead of twenty-odd, to a tick's resolution
-/// (1-4 ms). Over many waits the errors cancel out; one long wait is
-/// measured to a tick. Elsewhere, the monotonic clock `Instant` reads.
-#[inline]
-fn coarse_nanos() -> u64 {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    const CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC_COARSE;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    const CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC;
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid, writable timespec, and the clock exists on
-    // every target that chooses it.
-    unsafe { libc::clock_gettime(CLOCK, &mut now) };
-    (now.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(now.tv_nsec as u64)
-}
-
-/// Batches of at least this many callbacks are run with prefetching.
-const PREFETCH_FROM: usize = 4096;
-/// How far ahead in the batch to prefetch.
-const PREFETCH_AHEAD: usize = 8;
-
-/// Hints the CPU to bring the memory of `value` into the cache (its first
-/// and last byte: an entry may straddle two lines). Only a hint: no effect
-/// on what the program does, and none on other architectures.
-#[inline(always)]
-fn prefetch<T: ?Sized>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let first = (value as *const T).cast::<i8>();
-        let last = first.wrapping_add(std::mem::size_of_val(value).saturating_sub(1));
-        // SAFETY: prefetching reads no memory and cannot fault, whatever the address.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(first);
-            _mm_prefetch::<_MM_HINT_T0>(last);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
-}
-
-/// The batch an iteration runs: the ready queue as it was when the run
-/// phase began. Its entries leave it in order, each after it ran: those
-/// before `next` are gone (moved out), though still within the vector's
-/// length, so the vector must never drop them. After a panic, `next` and
-/// `dropping` tell [`BaseEventLoop::run_ready`] which callback it was.
-struct Batch<L> {
-    entries: Vec<ReadyCallback<L>>,
-    /// The first entry still in the batch.
-    next: usize,
-    /// Entries that were cancelled (or busy) and did not run.
-    skipped: u64,
-    /// While the batch drops an entry whose drop may run user code (the
-    /// last reference to a reader or task), where that entry was scheduled.
-    dropping: Option<&'static Location<'static>>,
-}
-
-impl<L> Batch<L> {
-    fn new(entries: Vec<ReadyCallback<L>>) -> Self {
-        Batch { entries, next: 0, skipped: 0, dropping: None }
-    }
-
-    /// Takes the entry at `next` out of the batch (after a panic: the one
-    /// that panicked while it ran).
-    fn take_next(&mut self) -> Option<ReadyCallback<L>> {
-        if self.next >= self.entries.len() {
-            return None;
-        }
-        let i = self.next;
-        self.next += 1;
-        // SAFETY: `i` is within the length and not before `next`, so the
-        // entry is still in the batch; `next` moved past it, so it is read
-        // out exactly once.
-        Some(unsafe { std::ptr::read(self.entries.as_ptr().add(i)) })
-    }
-
-    /// Drops the entry at `next` that ran (or was skipped, `skipped`) and
-    /// kept its closure, dropping it with a note of its origin if this is
-    /// its last reference (the drop may then panic).
-    #[inline]
-    fn release_kept(&mut self, skipped: bool) {
-        self.skipped += u64::from(skipped);
-        let Some(entry) = self.take_next() else { return };
-        if Rc::strong_count(&entry) == 1 {
-            self.dropping = Some(entry.origin());
-            entry.release();
-            self.dropping = None;
-        } else {
-            entry.release();
-        }
-    }
-
-    /// The emptied vector, for its allocation.
-    fn finish(self) -> Vec<ReadyCallback<L>> {
-        debug_assert_eq!(self.next, self.entries.len());
-        // Nothing is left to drop: no need for `Drop`'s work.
-        let mut batch = std::mem::ManuallyDrop::new(self);
-        // SAFETY: every entry was moved out (`next` is the length).
-        unsafe { batch.entries.set_len(0) };
-        std::mem::take(&mut batch.entries)
-    }
-}
-
-impl<L> Drop for Batch<L> {
-    /// Only on a panic that escaped the run phase: drops what was not run.
-    fn drop(&mut self) {
-        let len = self.entries.len();
-        let rest = len - self.next.min(len);
-        // SAFETY: the entries from `next` on are still in the batch, those
-        // before were moved out. The length is set to zero first, so a
-        // panic while dropping the rest leaks the others instead of
-        // dropping anything twice.
-        unsafe {
-            self.entries.set_len(0);
-            let first = self.entries.as_mut_ptr().add(len - rest);
-            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(first, rest));
-        }
-    }
-}
-
 type ExceptionHandler<L> = Rc<dyn Fn(&L, &ExceptionContext)>;
 
 /// The scheduling engine of a loop of type `L`, kept inside `L`.
 pub struct BaseEventLoop<L> {
-    /// Shared (`Rc`) with [`LoopLocal`], through which wakers, futures and
-    /// transports queue callbacks without a `&L`.
-    ready: Rc<RefCell<ReadyQueue<L>>>,
-    /// The queue swapped in while a batch runs; kept for its allocation.
-    spare: Cell<ReadyQueue<L>>,
-    /// Used-up one-shot callbacks of a large batch, freed at its end.
-    used_up: RefCell<Vec<ReadyCallback<L>>>,
+    /// Shared (`Rc`) with what queues callbacks without a `&L`: wakers,
+    /// futures, transports.
+    ready: Rc<ReadyQueue<L>>,
     timers: RefCell<TimerHeap<L>>,
-    shared: Arc<Shared<L>>,
+    /// Other threads' calls; the ready queue takes them in.
+    incoming: Arc<Incoming<L>>,
     running: Cell<bool>,
     stopping: Cell<bool>,
-    closed: Rc<Cell<bool>>,
-    /// Tasks and the queue handle of Layer 3 (see `local.rs`).
-    local: Rc<LoopLocal<L>>,
     debug: Cell<bool>,
     slow_callback: Cell<Duration>,
     exception_handler: RefCell<Option<ExceptionHandler<L>>>,
@@ -220,63 +89,52 @@ impl<L> BaseEventLoop<L> {
 
     /// `true` once closed.
     pub fn is_closed(&self) -> bool {
-        self.closed.get()
+        self.ready.is_closed()
     }
 
-    /// Refuses further threadsafe calls and drops those queued, and drops
-    /// the tasks (for `Drop`).
-    pub(crate) fn shutdown_shared(&self) {
-        self.local.drop_tasks();
-        self.closed.set(true);
-        self.shared.close();
-    }
-
-    /// The loop's [`LoopLocal`]: its tasks, and its ready queue for code without a `&L`.
-    pub(crate) fn local(&self) -> &Rc<LoopLocal<L>> {
-        &self.local
+    /// What [`close`](Self::close) does, also for a loop that is dropped:
+    /// closes the ready queue and the threadsafe one, and frees what every
+    /// queued callback and timer captured, even if the user still holds
+    /// their handles. Taken out first, dropped after: a closure's
+    /// destructor may call back into the loop.
+    pub(crate) fn shut_down(&self) {
+        let ready = self.ready.close();
+        self.incoming.close();
+        let timers = self.timers.borrow_mut().take_all();
+        for callback in &timers {
+            callback.discard();
+        }
+        drop((ready, timers));
     }
 }
 
 impl<L: PollIo> BaseEventLoop<L> {
-    /// A new engine with an empty queue and heap.
-    ///
-    /// # Errors
-    ///
-    /// If the cross-thread wake-up fd cannot be created.
-    pub fn new() -> io::Result<Self> {
-        let ready = Rc::new(RefCell::new(Vec::new()));
-        let closed = Rc::new(Cell::new(false));
-        let shared = Arc::new(Shared::new()?);
-        Ok(BaseEventLoop {
-            local: LoopLocal::new(Rc::clone(&ready), Rc::clone(&closed), Arc::clone(&shared)),
-            ready,
-            spare: Cell::new(Vec::new()),
-            used_up: RefCell::new(Vec::new()),
+    /// A new engine with an empty queue and heap. `wake_up` is how another
+    /// thread's call wakes the loop while it waits for I/O (the I/O layer's
+    /// self-pipe or eventfd).
+    pub fn new(wake_up: impl Fn() -> io::Result<()> + Send + Sync + 'static) -> Self {
+        let wake_up: WakeUp = Box::new(wake_up);
+        let incoming = Arc::new(Incoming::new(wake_up));
+        BaseEventLoop {
+            ready: Rc::new(ReadyQueue::new(Arc::clone(&incoming))),
             timers: RefCell::new(TimerHeap::new()),
-            shared,
+            incoming,
             running: Cell::new(false),
             stopping: Cell::new(false),
-            closed,
             debug: Cell::new(false),
             slow_callback: Cell::new(DEFAULT_SLOW_CALLBACK),
             exception_handler: RefCell::new(None),
             counters: Counters::default(),
-        })
+        }
     }
 
-    /// The fd that other threads write to wake the loop; the I/O layer
-    /// watches it for reading and calls [`drain_wakeup`](Self::drain_wakeup).
-    pub fn wakeup_fd(&self) -> std::os::unix::io::RawFd {
-        self.shared.wakeup.fd()
-    }
-
-    /// Consumes a wake-up after the wake-up fd was reported readable.
-    pub fn drain_wakeup(&self) {
-        self.shared.drain_wakeup();
+    /// The ready queue, for code that schedules without a `&L`.
+    pub(crate) fn ready(&self) -> &Rc<ReadyQueue<L>> {
+        &self.ready
     }
 
     fn check_open(&self) {
-        if self.closed.get() {
+        if self.ready.is_closed() {
             panic!("event loop is closed");
         }
     }
@@ -289,25 +147,25 @@ impl<L: PollIo> BaseEventLoop<L> {
     #[inline]
     #[track_caller]
     pub fn call_soon<F: FnOnce(&L) + 'static>(&self, cb: F) -> Handle {
-        // One load asks both: is the loop closed, do calls other threads
-        // made before this one wait (they go first: one FIFO, as asyncio's
-        // single ready deque)?
-        if self.shared.needs_attention() {
-            self.before_queueing();
-        }
+        self.check_open();
         let origin = Location::caller();
         let entry = new_rc(move || Once::new(cb, origin, ()));
-        self.ready.borrow_mut().push(entry.clone());
+        self.ready.push(entry.clone());
         Handle { state: entry }
     }
 
-    /// [`call_soon`](Self::call_soon)'s slow path: panics if the loop is
-    /// closed, else queues other threads' calls first.
-    #[cold]
-    #[inline(never)]
-    fn before_queueing(&self) {
-        self.check_open();
-        self.take_threadsafe(&mut self.ready.borrow_mut());
+    /// Schedules `cb` to run `delay` from now, never earlier.
+    ///
+    /// # Panics
+    ///
+    /// With "event loop is closed" if the loop is closed.
+    #[inline]
+    #[track_caller]
+    pub fn call_later<F: FnOnce(&L) + 'static>(&self, delay: Duration, cb: F) -> TimerHandle {
+        // Far enough in the future is forever: don't overflow `Instant`.
+        let now = Instant::now();
+        let when = now.checked_add(delay).unwrap_or_else(|| far_future(now));
+        self.call_at(when, cb)
     }
 
     /// Schedules `cb` at `when`.
@@ -319,42 +177,22 @@ impl<L: PollIo> BaseEventLoop<L> {
     #[track_caller]
     pub fn call_at<F: FnOnce(&L) + 'static>(&self, when: Instant, cb: F) -> TimerHandle {
         self.check_open();
-        let mut timers = self.timers.borrow_mut();
-        let (origin, book) = (Location::caller(), Rc::clone(&timers.book));
-        let entry = new_rc(move || Once::new(cb, origin, TimerMark::new(book)));
-        timers.push(when, Rc::clone(&entry));
+        let entry = self.timers.borrow_mut().schedule(when, cb, Location::caller());
         TimerHandle { handle: Handle { state: entry }, when }
     }
 
-    /// Queues a callback made ready by I/O (a reader, writer or signal handler).
-    pub(crate) fn push_ready(&self, callback: ReadyCallback<L>) {
-        if !callback.cancelled() {
-            let mut ready = self.ready.borrow_mut();
-            // Threadsafe calls that arrived before the I/O was seen go first.
-            self.take_threadsafe(&mut ready);
-            ready.push(callback);
-        }
-    }
-
-    /// Moves the callbacks other threads queued onto `ready`, in call order.
-    fn take_threadsafe(&self, ready: &mut ReadyQueue<L>) {
-        self.shared.move_pending_to(ready);
-    }
-
-    /// The ready queue, for an I/O layer queueing the handlers of every fd a
-    /// `select` reported in one go (threadsafe calls that arrived before go
-    /// first). It must queue only live handlers (not cancelled) and run no
-    /// callback while it holds the queue.
+    /// Queues a callback made ready by I/O (a reader, writer or signal
+    /// handler), unless it was cancelled.
     #[inline]
-    pub(crate) fn ready_queue(&self) -> std::cell::RefMut<'_, ReadyQueue<L>> {
-        let mut ready = self.ready.borrow_mut();
-        self.take_threadsafe(&mut ready);
-        ready
+    pub(crate) fn push_ready(&self, callback: &ReadyCallback<L>) {
+        if !callback.cancelled() {
+            self.ready.push(Rc::clone(callback));
+        }
     }
 
     /// A handle for other threads.
     pub fn handle(&self) -> LoopHandle<L> {
-        LoopHandle { shared: Arc::clone(&self.shared) }
+        LoopHandle { incoming: Arc::clone(&self.incoming) }
     }
 
     /// Runs iterations until [`stop`](Self::stop).
@@ -374,7 +212,7 @@ impl<L: PollIo> BaseEventLoop<L> {
     ///
     /// If already running or closed, or if the I/O hook fails.
     pub(crate) fn run_until(&self, event_loop: &L, mut done: impl FnMut() -> bool) -> io::Result<()> {
-        if self.closed.get() {
+        if self.is_closed() {
             return Err(closed_error());
         }
         if self.running.replace(true) {
@@ -396,9 +234,8 @@ impl<L: PollIo> BaseEventLoop<L> {
         }
     }
 
-    /// One iteration, in asyncio's order: purge cancelled timers, compute
-    /// the wait, wait for I/O, move due timers, then run exactly the
-    /// callbacks queued at that point. What they schedule runs next time.
+    /// One iteration, in asyncio's order (`_run_once`). What the callbacks
+    /// run here schedule runs on the next one.
     ///
     /// # Errors
     ///
@@ -406,234 +243,94 @@ impl<L: PollIo> BaseEventLoop<L> {
     pub fn run_once(&self, event_loop: &L) -> io::Result<()> {
         bump(&self.counters.iterations, 1);
 
-        // 1. Drop cancelled timers so they neither delay the wait nor pile up.
+        // 1. Drop cancelled timers, so they neither delay the wait nor pile up.
         self.timers.borrow_mut().purge_cancelled();
 
-        // 2. Don't wait if there is work or a stop pending; else wait for
-        //    the earliest timer, or indefinitely.
-        let callbacks_queued = !self.ready.borrow().is_empty();
-        let timeout = if callbacks_queued || self.stopping.get() {
-            Some(Duration::ZERO)
-        } else {
-            let earliest = self.timers.borrow().earliest();
-            earliest.map(|when| when.saturating_duration_since(Instant::now()))
-        };
+        // 2. Compute the timeout: none if callbacks are ready or a stop is
+        //    pending; else until the earliest timer, or for ever.
+        let timeout = self.timeout();
 
-        // 3. Wait for I/O. With callbacks queued and only the wake-up fd
-        //    watched, nothing can be ready: skip the zero-timeout poll
-        //    (threadsafe calls are seen just below, without a syscall).
-        if timeout != Some(Duration::ZERO) {
-            self.wait_for_io(event_loop, timeout)?;
-        } else if !callbacks_queued || event_loop.has_io() {
-            bump(&self.counters.select_calls, 1);
-            event_loop.poll_io(timeout)?;
-        }
-        self.take_threadsafe(&mut self.ready.borrow_mut());
+        // 3. Select: wait for I/O at most that long.
+        self.select(event_loop, timeout)?;
 
-        // 4. Move due timers to the ready queue. `<= now` never runs one
-        //    early; the selector rounds its timeout up, so no spinning either.
-        {
-            let mut timers = self.timers.borrow_mut();
-            if timers.earliest().is_some() {
-                let mut ready = self.ready.borrow_mut();
-                timers.pop_due(Instant::now(), |entry| ready.push(entry));
-            }
-        }
+        // 4. Process the events: queue the handlers of the ready fds.
+        event_loop.process_events();
 
-        // 5. Run the callbacks queued now, and only those: the queue is
-        //    swapped out, so what they schedule waits for the next iteration.
+        // 5. Move the due timers to the ready queue. `<= now` never runs
+        //    one early; the selector rounds its timeout up, so no spinning.
+        self.move_due_timers();
+
+        // 6. Run the callbacks ready now, and only those.
         self.run_ready(event_loop);
         Ok(())
     }
 
-    /// A wait that may block: tell other threads we may sleep, so they wake us.
-    fn wait_for_io(&self, event_loop: &L, mut timeout: Option<Duration>) -> io::Result<()> {
-        if !self.shared.about_to_sleep() {
+    /// Step 2: how long the select of this iteration may wait.
+    fn timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() || self.stopping.get() {
+            return Some(Duration::ZERO);
+        }
+        let earliest = self.timers.borrow().earliest();
+        earliest.map(|when| when.saturating_duration_since(Instant::now()))
+    }
+
+    /// Step 3. A wait that may block first tells other threads, so that
+    /// their calls wake it, and is timed for [`LoopStats::time_blocked`].
+    fn select(&self, event_loop: &L, mut timeout: Option<Duration>) -> io::Result<()> {
+        if timeout == Some(Duration::ZERO) {
+            return event_loop.select(timeout);
+        }
+        if !self.incoming.about_to_sleep() {
             timeout = Some(Duration::ZERO);
         }
-        let started = coarse_nanos();
-        bump(&self.counters.select_calls, 1);
-        let outcome = event_loop.poll_io(timeout);
-        self.shared.awake();
-        bump(&self.counters.time_blocked, coarse_nanos().wrapping_sub(started));
-        outcome
+        let started = Instant::now();
+        let selected = event_loop.select(timeout);
+        self.incoming.awake();
+        let blocked = &self.counters.time_blocked;
+        blocked.set(blocked.get() + started.elapsed());
+        selected
     }
 
-    /// Runs the batch of callbacks that is ready now. Panics are caught per
-    /// batch, not per callback (cheaper); after one, the rest of the batch runs.
+    /// Step 5.
+    fn move_due_timers(&self) {
+        let mut timers = self.timers.borrow_mut();
+        if timers.earliest().is_some() {
+            timers.pop_due(Instant::now(), |entry| {
+                self.ready.push(entry);
+            });
+        }
+    }
+
+    /// Step 6, and the reports of what went wrong in it.
     fn run_ready(&self, event_loop: &L) {
-        let spare = self.spare.take();
-        let mut batch = Batch::new(std::mem::replace(&mut *self.ready.borrow_mut(), spare));
-        while batch.next < batch.entries.len() {
-            let Err(panic) = catch(|| self.run_batch(event_loop, &mut batch)) else {
-                continue;
-            };
-            // Either an entry panicked while being dropped (it is gone, its
-            // origin noted), or the one at `next` panicked while it ran.
-            if let Some(origin) = batch.dropping.take() {
-                self.report_panic(event_loop, Some(origin), panic);
-                continue;
-            }
-            let culprit = batch.take_next();
-            let origin = culprit.as_ref().map(|callback| callback.origin());
-            self.report_panic(event_loop, origin, panic);
-            // Dropped as it would have been after running, and as able to panic.
-            if let Err(panic) = catch(move || drop(culprit)) {
-                self.report_panic(event_loop, origin, panic);
-            }
-        }
-        let (len, skipped) = (batch.entries.len(), batch.skipped);
-        let entries = batch.finish();
-        // Only a large batch keeps callbacks to free at its end.
-        if len >= PREFETCH_FROM {
-            self.free_used_up();
-        }
-        let ran = len as u64 - skipped;
+        let slow_after = self.debug.get().then(|| self.slow_callback.get());
+        let ran = self.ready.run(event_loop, slow_after, &mut |event_loop, incident| {
+            self.report(event_loop, incident);
+        });
         bump(&self.counters.callbacks_run, ran);
-        // Keep the emptied queue's allocation for the next iteration. What
-        // `spare` held meanwhile is the unallocated `Vec::new()` of `take`,
-        // so forgetting it leaks nothing and skips a call to its drop.
-        std::mem::forget(self.spare.replace(entries));
     }
 
-    /// Runs the callbacks of `batch` from `next` on, each dropped right
-    /// after it ran (for a reader that removed itself, that is the last
-    /// reference). Each one leaves the batch only after it ran, so after a
-    /// panic [`run_ready`](Self::run_ready) knows which one it was.
-    #[inline]
-    fn run_batch(&self, event_loop: &L, batch: &mut Batch<L>) {
-        if self.debug.get() {
-            return self.run_batch_debug(event_loop, batch);
-        }
-        let len = batch.entries.len();
-        if len - batch.next >= PREFETCH_FROM {
-            return self.run_large_batch(event_loop, batch);
-        }
-        let entries = batch.entries.as_ptr();
-        while batch.next < len {
-            // SAFETY: `next < len`, and the entries from `next` on are still
-            // in the batch. The copy is lent to `run_release`, which drops
-            // it only when it returns `Ran` or `Skipped` (then `next` moves
-            // past the slot); if the callback panics, or the result is
-            // `RanLast` or `SkippedLast`, the copy was forgotten and the
-            // slot still owns it.
-            let entry = unsafe { std::ptr::read(entries.add(batch.next)) };
-            match entry.run_release(event_loop) {
-                Step::Ran => batch.next += 1,
-                Step::Skipped => {
-                    batch.skipped += 1;
-                    batch.next += 1;
-                }
-                // Takes the entry out (moving `next` past it) and drops it.
-                Step::RanLast => batch.release_kept(false),
-                Step::SkippedLast => batch.release_kept(true),
-            }
-        }
-    }
-
-    /// [`run_batch`](Self::run_batch) for a batch too large for the cache
-    /// (a burst of due timers, typically): the entries were allocated long
-    /// ago, in another order, so each one's first touch is a cache miss.
-    /// Asking for the memory of the entry `PREFETCH_AHEAD` places ahead lets
-    /// those misses overlap instead of coming one after another.
-    ///
-    /// The one-shot callbacks held nowhere else are not freed as they go,
-    /// but at the end, in descending address order (see
-    /// [`free_used_up`](Self::free_used_up)). Their closures were used up
-    /// when they ran: only memory goes, no user code runs.
+    /// Hands what the run phase saw go wrong to the exception handler.
     #[cold]
-    fn run_large_batch(&self, event_loop: &L, batch: &mut Batch<L>) {
-        let mut used_up = self.used_up.borrow_mut();
-        while let Some(callback) = batch.entries.get(batch.next) {
-            if let Some(ahead) = batch.entries.get(batch.next + PREFETCH_AHEAD) {
-                prefetch(&**ahead);
+    fn report(&self, event_loop: &L, incident: Incident) {
+        let context = match incident {
+            Incident::Panic { origin, panic: (panic, location) } => {
+                bump(&self.counters.panics, 1);
+                let at = location.map_or_else(String::new, |at| format!(" (panicked at {at})"));
+                let message = match origin {
+                    Some(origin) => format!("Exception in callback scheduled at {origin}{at}"),
+                    None => format!("Exception in a callback{at}"),
+                };
+                ExceptionContext { message, panic: Some(panic), origin }
             }
-            let ran = callback.run(event_loop);
-            if ran != Ran::UsedUp {
-                batch.release_kept(ran == Ran::Skipped);
-                continue;
-            }
-            let held_elsewhere = Rc::strong_count(callback) > 1;
-            if let Some(callback) = batch.take_next() {
-                if held_elsewhere {
-                    callback.release();
-                } else {
-                    used_up.push(callback);
-                }
-            }
-        }
-    }
-
-    /// Frees the callbacks [`run_large_batch`](Self::run_large_batch) kept,
-    /// highest address first. The allocator hands freed blocks out again
-    /// last-freed first, by following a pointer stored in each block: freed
-    /// in the order they ran (deadline order for timers, which is no order
-    /// in memory), the next burst's allocations would each wait for a cache
-    /// miss to learn where the next block is; freed top down, they come back
-    /// bottom up, one after another in memory, which the CPU prefetches.
-    #[inline]
-    fn free_used_up(&self) {
-        if !self.used_up.borrow().is_empty() {
-            self.free_used_up_now();
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn free_used_up_now(&self) {
-        let mut used_up = std::mem::take(&mut *self.used_up.borrow_mut());
-        used_up
-            .sort_unstable_by_key(|callback| std::cmp::Reverse(Rc::as_ptr(callback).cast::<()>() as usize));
-        for callback in used_up.drain(..) {
-            callback.release();
-        }
-        *self.used_up.borrow_mut() = used_up;
-    }
-
-    /// [`run_batch`](Self::run_batch) in debug mode: slow callbacks are reported.
-    #[cold]
-    fn run_batch_debug(&self, event_loop: &L, batch: &mut Batch<L>) {
-        while let Some(callback) = batch.entries.get(batch.next) {
-            let started = Instant::now();
-            let ran = callback.run(event_loop);
-            if ran != Ran::Skipped {
-                self.report_if_slow(event_loop, &**callback, started.elapsed());
-            }
-            batch.release_kept(ran == Ran::Skipped);
-        }
-    }
-
-    /// Hands a panic caught in a callback (scheduled at `origin`, if known)
-    /// to the exception handler.
-    #[cold]
-    fn report_panic(
-        &self,
-        event_loop: &L,
-        origin: Option<&'static Location<'static>>,
-        (panic, location): (String, Option<String>),
-    ) {
-        bump(&self.counters.panics, 1);
-        let at = location.map_or_else(String::new, |at| format!(" (panicked at {at})"));
-        let message = match origin {
-            Some(origin) => format!("Exception in callback scheduled at {origin}{at}"),
-            None => format!("Exception in a callback{at}"),
-        };
-        self.call_exception_handler(event_loop, &ExceptionContext { message, panic: Some(panic), origin });
-    }
-
-    /// Debug mode: tell the exception handler about a slow callback.
-    fn report_if_slow(&self, event_loop: &L, callback: &dyn Callback<L>, took: Duration) {
-        if took < self.slow_callback.get() {
-            return;
-        }
-        let context = ExceptionContext {
-            message: format!(
-                "Executing callback scheduled at {} took {:.3} seconds",
-                callback.origin(),
-                took.as_secs_f64()
-            ),
-            panic: None,
-            origin: Some(callback.origin()),
+            Incident::Slow { origin, took } => ExceptionContext {
+                message: format!(
+                    "Executing callback scheduled at {origin} took {:.3} seconds",
+                    took.as_secs_f64()
+                ),
+                panic: None,
+                origin: Some(origin),
+            },
         };
         self.call_exception_handler(event_loop, &context);
     }
@@ -664,7 +361,9 @@ impl<L: PollIo> BaseEventLoop<L> {
     }
 
     /// Drops everything queued and refuses further scheduling; `Ok(false)`
-    /// if it was already closed.
+    /// if it was already closed. Pending tasks go first, while the
+    /// callbacks their drop may schedule are still accepted (they are
+    /// dropped just after).
     ///
     /// # Errors
     ///
@@ -673,22 +372,10 @@ impl<L: PollIo> BaseEventLoop<L> {
         if self.running.get() {
             return Err(io::Error::other("cannot close a running event loop"));
         }
-        if self.closed.get() {
+        if self.ready.is_closed() {
             return Ok(false);
         }
-        // Pending tasks go first, while the callbacks their drop may
-        // schedule are still accepted (they are dropped just below).
-        self.local.drop_tasks();
-        self.closed.set(true);
-        self.shared.close();
-        // Free what the callbacks captured even if the user still holds their
-        // handles (a closure holding its own handle would otherwise leak).
-        // Taken out first: a closure's destructor may call back into the loop.
-        let ready = std::mem::take(&mut *self.ready.borrow_mut());
-        let timers = self.timers.borrow_mut().take_all();
-        for callback in ready.iter().chain(&timers) {
-            callback.discard();
-        }
+        self.shut_down();
         Ok(true)
     }
 
@@ -712,23 +399,19 @@ impl<L: PollIo> BaseEventLoop<L> {
         self.slow_callback.get()
     }
 
-    /// Counts one `select` result of `events` entries.
-    pub fn count_events(&self, events: usize) {
-        bump(&self.counters.events_received, events as u64);
-    }
-
-    /// A snapshot of the counters.
+    /// A snapshot of the engine's counters. The I/O layer fills in its own
+    /// ([`select_calls`](LoopStats::select_calls), [`events_received`](LoopStats::events_received)).
     pub fn stats(&self) -> LoopStats {
         let c = &self.counters;
         let timers = self.timers.borrow();
-        let blocked = Duration::from_nanos(c.time_blocked.get());
+        let blocked = c.time_blocked.get();
         let in_run_forever =
             c.time_in_run_forever.get() + c.run_started.get().map_or(Duration::ZERO, |t| t.elapsed());
         LoopStats {
             iterations: c.iterations.get(),
             callbacks_run: c.callbacks_run.get(),
-            select_calls: c.select_calls.get(),
-            events_received: c.events_received.get(),
+            select_calls: 0,
+            events_received: 0,
             timers_in_heap: timers.len(),
             timers_fired: timers.book.fired.get(),
             timers_cancelled: timers.book.cancelled_total.get(),
@@ -737,6 +420,15 @@ impl<L: PollIo> BaseEventLoop<L> {
             time_running: in_run_forever.saturating_sub(blocked),
         }
     }
+}
+
+/// A deadline no program will live to see, for delays too large for `Instant`.
+fn far_future(now: Instant) -> Instant {
+    const DAY: u64 = 24 * 3600;
+    [100 * 365 * DAY, 365 * DAY, DAY]
+        .into_iter()
+        .find_map(|secs| now.checked_add(Duration::from_secs(secs)))
+        .unwrap_or(now)
 }
 
 fn default_exception_handler(context: &ExceptionContext) {
@@ -906,7 +598,7 @@ mod tests {
         let lp = SelectorEventLoop::new().unwrap();
         lp.set_exception_handler(Some(Box::new(|_, _| {})));
         let order = Rc::new(RefCell::new(Vec::new()));
-        let n = 3 * super::PREFETCH_FROM;
+        let n = 10_000;
         let mut handles = Vec::new();
         for i in 0..n {
             let order = Rc::clone(&order);

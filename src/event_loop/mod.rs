@@ -1,11 +1,9 @@
 //! Layer 2, the event loop.
 pub(crate) mod base_events;
 pub(crate) mod events;
-pub(crate) mod local;
 pub(crate) mod panics;
 pub(crate) mod ready;
 pub(crate) mod selector_events;
 pub(crate) mod signals;
 pub(crate) mod threadsafe;
 pub(crate) mod timers;
-pub(crate) mod wakeup;

@@ -36,8 +36,11 @@ fn install_quiet_hook() {
     });
 }
 
+/// A caught panic: its message, and where it happened (`file:line:column`) if known.
+pub(crate) type Panic = (String, Option<String>);
+
 /// Runs `f`, catching a panic as `Err((message, location))`.
-pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, (String, Option<String>)> {
+pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
     install_quiet_hook();
     CATCHING.with(|c| c.set(c.get() + 1));
     let outcome = panic::catch_unwind(AssertUnwindSafe(f));
@@ -51,7 +54,7 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, (String, Option<Strin
 /// The message and location of the panic unwinding through a loop callback
 /// on this thread now, for a drop guard that must describe it; `None` if
 /// no loop callback is running here.
-pub(crate) fn unwinding_panic() -> Option<(String, Option<String>)> {
+pub(crate) fn unwinding_panic() -> Option<Panic> {
     if CATCHING.with(Cell::get) == 0 {
         return None;
     }

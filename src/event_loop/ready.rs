@@ -1,13 +1,28 @@
-//! What the ready queue holds: callbacks with a cancel flag and the place
-//! they were scheduled from. One allocation per scheduled callback holds both
-//! the closure and the flag its [`Handle`](crate::Handle) shares.
+//! What runs next: the ready queue (asyncio's `_ready` deque) and its
+//! entries.
+//!
+//! Everything a loop runs passes through here: `call_soon` callbacks, due
+//! timers, readers and writers whose fd became ready, signal handlers, calls
+//! from other threads, and tasks to poll. There is one way in,
+//! [`ReadyQueue::push`], and one way out, [`ReadyQueue::run`], which runs the
+//! callbacks queued when it is called and no others.
+//!
+//! An entry is an `Rc<dyn Callback<L>>`: one allocation holds the closure, its
+//! cancel flag (shared with the [`Handle`](crate::Handle) the user got back)
+//! and the place it was scheduled from. The queue also keeps the tasks that
+//! wait to be woken ("parked"), so that a `Send` waker can find its task
+//! by id, and so that closing the loop drops them.
 
 use std::cell::{Cell, RefCell};
-use std::mem::ManuallyDrop;
+use std::collections::{HashMap, VecDeque};
 use std::panic::Location;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::event_loop::events::Cancel;
+use crate::event_loop::panics::{catch, Panic};
+use crate::event_loop::threadsafe::Incoming;
 
 /// What [`Callback::run`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,65 +30,16 @@ pub(crate) enum Ran {
     /// It ran and used up its closure: dropping it runs no user code.
     UsedUp,
     /// It ran and keeps its closure (a reader, a task): dropping the last
-    /// reference drops what the closure captured.
+    /// reference drops what the closure captured, which may run user code.
     Kept,
     /// It was cancelled (or busy) and did not run.
     Skipped,
-}
-
-/// What [`Callback::run_release`] did. (No fields: the common case is
-/// one test of the returned byte.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// It ran, and the reference it was given is dropped.
-    Ran,
-    /// It was cancelled (or busy) and did not run; the reference is dropped.
-    Skipped,
-    /// It ran and kept its closure, and the reference it was given is the
-    /// last one: dropping it drops what the closure captured, which may
-    /// panic. That reference was not dropped but forgotten: whoever lent
-    /// it still owns it.
-    RanLast,
-    /// As [`RanLast`](Self::RanLast), but it was skipped.
-    SkippedLast,
 }
 
 /// A queued unit of work for a loop of type `L`.
 pub(crate) trait Callback<L>: Cancel {
     /// Runs the callback unless it was cancelled.
     fn run(&self, event_loop: &L) -> Ran;
-    /// [`run`](Self::run), then drops `self`: the run phase's one indirect
-    /// call per callback, compiled for each concrete type.
-    ///
-    /// `self` may be a bitwise copy of a reference the run phase keeps in
-    /// its batch: it is dropped here only when this returns [`Step::Ran`]
-    /// or [`Step::Skipped`]. If the callback panics, or this returns
-    /// [`Step::RanLast`] or [`Step::SkippedLast`], it is forgotten, and the batch's copy is still the
-    /// owner. Implementations keep this default; the run phase's `unsafe`
-    /// relies on it.
-    #[inline]
-    fn run_release(self: Rc<Self>, event_loop: &L) -> Step {
-        // Forgotten if `run` unwinds: the batch's copy then still owns it.
-        let this = ManuallyDrop::new(self);
-        let ran = this.run(event_loop);
-        if ran != Ran::UsedUp && Rc::strong_count(&this) == 1 {
-            return if ran == Ran::Skipped { Step::SkippedLast } else { Step::RanLast };
-        }
-        // A used-up one-shot callback's drop, or a drop that leaves other
-        // references, runs no user code.
-        drop(ManuallyDrop::into_inner(this));
-        if ran == Ran::Skipped {
-            Step::Skipped
-        } else {
-            Step::Ran
-        }
-    }
-    /// Drops one reference to it. The same as `drop`, but compiled for each
-    /// concrete type, so the run phase's drop needs no layout from the vtable.
-    #[inline]
-    fn release(self: Rc<Self>) {
-        drop(self);
-    }
     /// Where it was scheduled (or the reader added).
     fn origin(&self) -> &'static Location<'static>;
     /// Told by the timer heap when this timer leaves it (fired, purged or
@@ -89,24 +55,9 @@ pub(crate) trait Callback<L>: Cancel {
 
 pub(crate) type ReadyCallback<L> = Rc<dyn Callback<L>>;
 
-/// The ready queue: callbacks are only ever added at the back, and the run
-/// phase takes the whole queue at once, so a `Vec` is a FIFO here.
-pub(crate) type ReadyQueue<L> = Vec<ReadyCallback<L>>;
-
-/// Bookkeeping shared by a loop's timer heap and its timers' handles, so a
-/// cancelled timer can be counted while it still sits in the heap.
-#[derive(Debug, Default)]
-pub(crate) struct TimerBook {
-    /// Cancelled timers still in the heap (asyncio's `_timer_cancelled_count`).
-    pub(crate) cancelled_in_heap: Cell<usize>,
-    /// Every timer cancelled before it ran.
-    pub(crate) cancelled_total: Cell<u64>,
-    /// Timers whose callback ran.
-    pub(crate) fired: Cell<u64>,
-}
-
 /// What a one-shot callback does besides running: nothing for `call_soon`,
-/// bookkeeping for timers. A type parameter, so plain callbacks carry none.
+/// bookkeeping for timers (see `timers.rs`). A type parameter, so plain
+/// callbacks carry none.
 pub(crate) trait OnceKind {
     /// `cancel` was called; `pending` is whether the callback had not run yet.
     fn cancelled(&self, pending: bool);
@@ -120,50 +71,6 @@ pub(crate) trait OnceKind {
 
 impl OnceKind for () {
     fn cancelled(&self, _pending: bool) {}
-}
-
-/// For timers: the shared book and whether this timer is still in the
-/// heap's books. The heap hands a due timer to the ready queue without
-/// looking at it (a look is a cache miss per timer when many are due), so
-/// a due timer leaves the books when it runs, or is skipped as cancelled,
-/// in the same iteration; one the heap drops (purged, or the loop closing)
-/// leaves them then.
-pub(crate) struct TimerMark {
-    book: Rc<TimerBook>,
-    in_heap: Cell<bool>,
-}
-
-impl TimerMark {
-    pub(crate) fn new(book: Rc<TimerBook>) -> Self {
-        TimerMark { book, in_heap: Cell::new(true) }
-    }
-}
-
-impl OnceKind for TimerMark {
-    fn cancelled(&self, pending: bool) {
-        if pending {
-            self.book.cancelled_total.set(self.book.cancelled_total.get() + 1);
-        }
-        if self.in_heap.get() {
-            self.book.cancelled_in_heap.set(self.book.cancelled_in_heap.get() + 1);
-        }
-    }
-
-    fn left_heap(&self) {
-        self.in_heap.set(false);
-    }
-
-    #[inline]
-    fn run_called(&self, ran: bool) {
-        let book = &self.book;
-        if ran {
-            book.fired.set(book.fired.get() + 1);
-        }
-        // Cancelled after it became due, it was counted in the heap then.
-        if self.in_heap.replace(false) && !ran {
-            book.cancelled_in_heap.set(book.cancelled_in_heap.get().saturating_sub(1));
-        }
-    }
 }
 
 /// `Rc::new(make())`, with the value written straight into the new block.
@@ -280,5 +187,264 @@ impl<L, F: FnMut(&L)> Callback<L> for Repeating<F> {
 
     fn origin(&self) -> &'static Location<'static> {
         self.origin
+    }
+}
+
+/// Something the run phase must tell the exception handler about.
+pub(crate) enum Incident {
+    /// A callback scheduled at `origin` (if known) panicked, running or
+    /// being dropped.
+    Panic { origin: Option<&'static Location<'static>>, panic: Panic },
+    /// Debug mode: a callback took longer than the slow-callback threshold.
+    Slow { origin: &'static Location<'static>, took: Duration },
+}
+
+/// The loop's ready queue, shared (`Rc`) by the engine and by whatever
+/// schedules without a `&L`: wakers, futures' done callbacks, transports.
+pub(crate) struct ReadyQueue<L> {
+    entries: RefCell<VecDeque<ReadyCallback<L>>>,
+    /// The deque swapped in while a batch runs; kept for its allocation.
+    spare: Cell<VecDeque<ReadyCallback<L>>>,
+    closed: Cell<bool>,
+    /// Calls from other threads, queued before anything queued here after them.
+    incoming: Arc<Incoming<L>>,
+    /// Tasks waiting to be woken, by id: kept alive by the loop, dropped when it closes.
+    parked: RefCell<HashMap<u64, ReadyCallback<L>>>,
+    next_id: Cell<u64>,
+}
+
+impl<L: 'static> ReadyQueue<L> {
+    /// An empty, open queue fed by `incoming` too.
+    pub(crate) fn new(incoming: Arc<Incoming<L>>) -> Self {
+        ReadyQueue {
+            entries: RefCell::new(VecDeque::new()),
+            spare: Cell::new(VecDeque::new()),
+            closed: Cell::new(false),
+            incoming,
+            parked: RefCell::new(HashMap::new()),
+            next_id: Cell::new(1),
+        }
+    }
+
+    /// Queues parked entry `id`, if it is still parked.
+    pub(crate) fn wake(&self, id: u64) {
+        let entry = self.parked.borrow().get(&id).cloned();
+        if let Some(entry) = entry {
+            self.push(entry);
+        }
+    }
+
+    /// Queues `entry` to run on the next run phase; `false` (and `entry`
+    /// dropped) if the loop is closed. The one way in: calls other threads
+    /// made before this one are queued first, so the loop keeps one FIFO,
+    /// as asyncio's single deque.
+    #[inline]
+    pub(crate) fn push(&self, entry: ReadyCallback<L>) -> bool {
+        if self.closed.get() {
+            return false;
+        }
+        let mut entries = self.entries.borrow_mut();
+        if self.incoming.has_pending() {
+            self.take_incoming(&mut entries);
+        }
+        entries.push_back(entry);
+        true
+    }
+
+    /// Queues a one-shot callback (`call_soon` without a handle); dropped
+    /// if the loop is closed.
+    #[track_caller]
+    pub(crate) fn call_soon(&self, callback: impl FnOnce(&L) + 'static) {
+        let origin = Location::caller();
+        self.push(new_rc(move || Once::new(callback, origin, ())));
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_incoming(&self, entries: &mut VecDeque<ReadyCallback<L>>) {
+        for (callback, origin) in self.incoming.take_pending() {
+            entries.push_back(new_rc(move || Once::new(callback, origin, ())));
+        }
+    }
+
+    /// Runs the callbacks queued now (other threads' calls included), and
+    /// only those: what they schedule waits for the next call. The one way
+    /// out. Each entry is dropped right after it ran (for a reader that
+    /// removed itself, that is the last reference). A panic is caught and
+    /// handed to `report` with the origin of the callback, and the rest of
+    /// the batch runs; in debug mode (`slow_after`), so are slow callbacks.
+    /// Returns how many callbacks ran (cancelled ones skipped).
+    pub(crate) fn run(
+        &self,
+        event_loop: &L,
+        slow_after: Option<Duration>,
+        report: &mut dyn FnMut(&L, Incident),
+    ) -> u64 {
+        let mut batch = {
+            let mut entries = self.entries.borrow_mut();
+            if self.incoming.has_pending() {
+                self.take_incoming(&mut entries);
+            }
+            std::mem::replace(&mut *entries, self.spare.take())
+        };
+        let mut ran = 0;
+        // Where the entry being dropped was scheduled, while its drop runs
+        // user code (the last reference to a reader or a task).
+        let mut dropping = None;
+        while !batch.is_empty() {
+            // Panics are caught per batch, not per callback (cheaper): after
+            // one, the loop goes round again for the rest.
+            let caught = catch(|| match slow_after {
+                None => run_batch(&mut batch, event_loop, &mut ran, &mut dropping),
+                Some(threshold) => {
+                    run_batch_timed(&mut batch, event_loop, &mut ran, &mut dropping, threshold, report)
+                }
+            });
+            let Err(panic) = caught else { break };
+            // Either an entry panicked while being dropped (it is gone, its
+            // origin noted), or the one in front panicked while it ran.
+            if let Some(origin) = dropping.take() {
+                report(event_loop, Incident::Panic { origin: Some(origin), panic });
+                continue;
+            }
+            let culprit = batch.pop_front();
+            ran += 1;
+            let origin = culprit.as_ref().map(|callback| callback.origin());
+            report(event_loop, Incident::Panic { origin, panic });
+            // Dropped as it would have been after running, and as able to panic.
+            if let Err(panic) = catch(move || drop(culprit)) {
+                report(event_loop, Incident::Panic { origin, panic });
+            }
+        }
+        // Keep the emptied deque's allocation for the next batch.
+        drop(self.spare.replace(batch));
+        ran
+    }
+}
+
+impl<L> ReadyQueue<L> {
+    /// `true` once the loop closed: pushing does nothing.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// `true` when nothing is queued on this thread.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.borrow().is_empty()
+    }
+
+    /// A fresh id for [`park`](Self::park).
+    pub(crate) fn next_parked_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// Keeps `entry` (a task) under `id` until [`unpark`](Self::unpark), so
+    /// [`wake`](Self::wake) can queue it; `false` if the loop is closed.
+    pub(crate) fn park(&self, id: u64, entry: ReadyCallback<L>) -> bool {
+        if self.closed.get() {
+            return false;
+        }
+        self.parked.borrow_mut().insert(id, entry);
+        true
+    }
+
+    /// Forgets parked entry `id` (a task that finished).
+    pub(crate) fn unpark(&self, id: u64) {
+        let removed = self.parked.borrow_mut().remove(&id);
+        drop(removed);
+    }
+
+    /// Runs parked entry `id` now, if it is still parked (a wake that came
+    /// from another thread, delivered by a threadsafe call).
+    pub(crate) fn run_parked(&self, event_loop: &L, id: u64) {
+        let entry = self.parked.borrow().get(&id).cloned();
+        if let Some(entry) = entry {
+            entry.run(event_loop);
+        }
+    }
+
+    /// How many entries are parked (pending tasks).
+    pub(crate) fn parked_count(&self) -> usize {
+        self.parked.borrow().len()
+    }
+
+    /// Closes the queue: the parked entries are cancelled (a task drops its
+    /// future; a few rounds catch tasks that those drops create), then
+    /// pushing stops and every queued entry's closure is dropped, even if
+    /// the user still holds its handle (a closure holding its own handle
+    /// would otherwise leak). Returns the entries, for the caller to drop
+    /// outside any borrow: a closure's destructor may use the loop.
+    pub(crate) fn close(&self) -> VecDeque<ReadyCallback<L>> {
+        for _ in 0..8 {
+            let parked = std::mem::take(&mut *self.parked.borrow_mut());
+            if parked.is_empty() {
+                break;
+            }
+            parked.values().for_each(|entry| entry.cancel());
+        }
+        self.closed.set(true);
+        let entries = std::mem::take(&mut *self.entries.borrow_mut());
+        entries.iter().for_each(|entry| entry.discard());
+        entries
+    }
+}
+
+/// Runs `batch` from the front, each entry dropped right after it ran. An
+/// entry leaves the batch only once it ran, so after a panic the one in
+/// front is the culprit.
+#[inline]
+fn run_batch<L>(
+    batch: &mut VecDeque<ReadyCallback<L>>,
+    event_loop: &L,
+    ran: &mut u64,
+    dropping: &mut Option<&'static Location<'static>>,
+) {
+    while let Some(entry) = batch.front() {
+        let outcome = entry.run(event_loop);
+        *ran += u64::from(outcome != Ran::Skipped);
+        release(batch.pop_front(), outcome, dropping);
+    }
+}
+
+/// [`run_batch`] in debug mode: slow callbacks are reported.
+#[cold]
+fn run_batch_timed<L>(
+    batch: &mut VecDeque<ReadyCallback<L>>,
+    event_loop: &L,
+    ran: &mut u64,
+    dropping: &mut Option<&'static Location<'static>>,
+    threshold: Duration,
+    report: &mut dyn FnMut(&L, Incident),
+) {
+    while let Some(entry) = batch.front() {
+        let started = Instant::now();
+        let outcome = entry.run(event_loop);
+        let took = started.elapsed();
+        if outcome != Ran::Skipped {
+            *ran += 1;
+            if took >= threshold {
+                report(event_loop, Incident::Slow { origin: entry.origin(), took });
+            }
+        }
+        release(batch.pop_front(), outcome, dropping);
+    }
+}
+
+/// Drops an entry that ran (or was skipped), noting its origin first if
+/// the drop may run user code (it kept its closure and this is the last
+/// reference), so that a panic there can be reported with it.
+#[inline]
+fn release<L>(
+    entry: Option<ReadyCallback<L>>,
+    outcome: Ran,
+    dropping: &mut Option<&'static Location<'static>>,
+) {
+    let Some(entry) = entry else { return };
+    if outcome != Ran::UsedUp && Rc::strong_count(&entry) == 1 {
+        *dropping = Some(entry.origin());
+        drop(entry);
+        *dropping = None;
     }
 }

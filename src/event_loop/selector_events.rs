@@ -3,23 +3,29 @@
 //! signal handlers. One selector key per fd holds both its reader and its
 //! writer; `modify` changes it when one side comes or goes, `unregister`
 //! when both are gone.
+//!
+//! It also owns what the loop's I/O needs beyond the selector: the
+//! [`Waker`] other threads write to wake a blocked `select`, the buffer
+//! transports read into, which socket operations wait, and the transports
+//! and servers to release when the loop closes.
 
-use std::cell::{Cell, RefCell, RefMut};
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::os::raw::c_int;
 use std::os::unix::io::RawFd;
 use std::panic::Location;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event_loop::base_events::{BaseEventLoop, PollIo};
-use crate::event_loop::ready::{ReadyCallback, ReadyQueue, Repeating};
+use crate::event_loop::ready::{ReadyCallback, Repeating};
 use crate::event_loop::signals::{check_catchable, check_signal_number, Signals};
 use crate::event_loop::threadsafe::closed_error;
-use crate::selectors::{Backend, DefaultSelector, Events, Selector};
+use crate::selectors::{Backend, DefaultSelector, Events, Selector, Waker};
 use crate::{AbstractEventLoop, ExceptionContext, Handle, LoopHandle, LoopStats, TimerHandle};
 
 /// The loop's data in each selector key. Public so the loop's types can be
@@ -31,7 +37,7 @@ pub struct IoHandlers(Slot);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
     /// The cross-thread wake-up fd.
-    Wakeup,
+    Waker,
     /// The signal pipe.
     Signals,
     /// A user fd: an index into the loop's handler table.
@@ -67,6 +73,10 @@ pub struct BaseSelectorEventLoop<S> {
     engine: BaseEventLoop<Self>,
     /// `None` once the loop is closed.
     selector: RefCell<Option<S>>,
+    /// Written by other threads to wake a blocked `select`; registered.
+    waker: Arc<Waker>,
+    /// What the last `select` found ready, for `process_events`; kept for its allocation.
+    events: RefCell<Vec<(Slot, Events)>>,
     /// Handlers of user fds, indexed by `Slot::User`; freed slots are reused.
     handlers: RefCell<Vec<Option<FdHandlers<Self>>>>,
     free_slots: RefCell<Vec<usize>>,
@@ -75,10 +85,26 @@ pub struct BaseSelectorEventLoop<S> {
     signals: RefCell<Signals>,
     signal_handlers: RefCell<HashMap<c_int, ReadyCallback<Self>>>,
     /// `S` is one of the crate's own selectors, so a zero-timeout `select`
-    /// with only the wake-up fd registered can be skipped (see
-    /// [`PollIo::has_io`]). A selector of the user's is always asked: its
-    /// `select` may fail, or count, and the loop must not hide that.
+    /// with only the waker registered can be skipped: nothing else can be
+    /// ready. A selector of the user's is always asked: its `select` may
+    /// fail, or count, and the loop must not hide that.
     own_selector: bool,
+    select_calls: Cell<u64>,
+    events_received: Cell<u64>,
+    /// `(fd, write)` of the socket operations waiting now: one per fd and direction.
+    io_waits: RefCell<HashSet<(RawFd, bool)>>,
+    /// Transports and servers, released when the loop closes.
+    resources: RefCell<Vec<Weak<dyn Release>>>,
+    /// The buffer the loop's transports read into: reads never overlap.
+    /// Empty until the first read.
+    read_buffer: RefCell<Vec<u8>>,
+}
+
+/// What holds OS resources on behalf of a loop (a transport's socket, a
+/// server's listener) and must let go of them when the loop closes: its own
+/// callbacks, which would have done it, will never run.
+pub(crate) trait Release {
+    fn release(&self);
 }
 
 /// [`BaseSelectorEventLoop`] over this platform's best selector.
@@ -134,17 +160,25 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     ///
     /// If the wake-up fd cannot be created or registered.
     pub fn with_selector(mut selector: S) -> io::Result<Self> {
-        let engine = BaseEventLoop::new()?;
-        selector.register(engine.wakeup_fd(), Events::READ, IoHandlers(Slot::Wakeup))?;
+        let waker = Arc::new(Waker::new()?);
+        selector.register(waker.fd(), Events::READ, IoHandlers(Slot::Waker))?;
+        let wake_up = Arc::clone(&waker);
         Ok(BaseSelectorEventLoop {
-            engine,
+            engine: BaseEventLoop::new(move || wake_up.wake()),
             selector: RefCell::new(Some(selector)),
+            waker,
+            events: RefCell::new(Vec::new()),
             handlers: RefCell::new(Vec::new()),
             free_slots: RefCell::new(Vec::new()),
             user_fds: Cell::new(0),
             signals: RefCell::new(Signals::new(next_loop_id())),
             signal_handlers: RefCell::new(HashMap::new()),
             own_selector: is_own_selector::<S>(),
+            select_calls: Cell::new(0),
+            events_received: Cell::new(0),
+            io_waits: RefCell::new(HashSet::new()),
+            resources: RefCell::new(Vec::new()),
+            read_buffer: RefCell::new(Vec::new()),
         })
     }
 
@@ -307,45 +341,12 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         Ok(true)
     }
 
-    /// What `poll_io` does for each ready fd: queues its reader and/or
-    /// writer, drains the wake-up fd, or notes that signals arrived. The
-    /// queue is taken at the first handler (see `poll_io`). Always inline:
-    /// it is the body of the loop over the kernel's answer.
-    #[inline(always)]
-    fn queue_handlers<'a>(
-        &'a self,
-        slot: Slot,
-        events: Events,
-        table: &[Option<FdHandlers<Self>>],
-        queue: &mut Option<RefMut<'a, ReadyQueue<Self>>>,
-        signalled: &mut bool,
-    ) {
-        match slot {
-            Slot::Wakeup => self.engine.drain_wakeup(),
-            Slot::Signals => *signalled = true,
-            Slot::User(slot) => {
-                let Some(handlers) = table.get(slot).and_then(Option::as_ref) else { return };
-                let queue = queue.get_or_insert_with(|| self.engine.ready_queue());
-                if events.contains(Events::READ) {
-                    if let Some(reader) = &handlers.reader {
-                        queue.push(Rc::clone(reader));
-                    }
-                }
-                if events.contains(Events::WRITE) {
-                    if let Some(writer) = &handlers.writer {
-                        queue.push(Rc::clone(writer));
-                    }
-                }
-            }
-        }
-    }
-
     /// Reads the signal pipe and queues the handlers of the signals that arrived.
     fn dispatch_signals(&self) {
         let handlers = self.signal_handlers.borrow();
         self.signals.borrow().drain(|signum| {
             if let Some(handler) = handlers.get(&signum) {
-                self.engine.push_ready(Rc::clone(handler));
+                self.engine.push_ready(handler);
             }
         });
     }
@@ -363,6 +364,90 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         let handlers = std::mem::take(&mut *self.signal_handlers.borrow_mut());
         handlers.values().for_each(|handler| handler.cancel());
         handlers
+    }
+}
+
+impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
+    /// `true` when the selector is one of ours and watches nothing but the
+    /// waker: then nothing can become ready without a blocking wait.
+    fn only_the_waker_is_watched(&self) -> bool {
+        self.own_selector && self.user_fds.get() == 0 && self.signals.borrow().read_fd().is_none()
+    }
+
+    /// The rest of [`close`](AbstractEventLoop::close), once the engine is
+    /// closed: unwatches the signal pipe, closes the selector, and frees
+    /// what the loop holds for I/O.
+    fn close_io(&self) -> io::Result<()> {
+        if let (Some(fd), Some(selector)) =
+            (self.signals.borrow().read_fd(), self.selector.borrow_mut().as_mut())
+        {
+            let _ = selector.unregister(fd);
+        }
+        let selector = self.selector.borrow_mut().take();
+        let closed = selector.map_or(Ok(()), Selector::close);
+        self.release_io();
+        closed
+    }
+}
+
+impl<S> BaseSelectorEventLoop<S> {
+    /// Frees what the loop holds for I/O, whatever its selector: transports
+    /// and servers close their sockets, signal dispositions are restored,
+    /// and the handlers are dropped, cancelled, last: their captures'
+    /// destructors may call back into the loop, which is closed by now.
+    fn release_io(&self) {
+        let resources = std::mem::take(&mut *self.resources.borrow_mut());
+        resources.iter().filter_map(Weak::upgrade).for_each(|resource| resource.release());
+        self.signals.borrow_mut().release();
+        let signal_handlers = std::mem::take(&mut *self.signal_handlers.borrow_mut());
+        let table = std::mem::take(&mut *self.handlers.borrow_mut());
+        self.free_slots.borrow_mut().clear();
+        self.user_fds.set(0);
+        self.io_waits.borrow_mut().clear();
+        let handlers = table
+            .into_iter()
+            .flatten()
+            .flat_map(|handlers| handlers.reader.into_iter().chain(handlers.writer));
+        for callback in handlers.chain(signal_handlers.into_values()) {
+            callback.cancel();
+            drop(callback);
+        }
+    }
+
+    /// Keeps `resource` to [`release`](Release::release) when the loop closes.
+    pub(crate) fn keep_resource(&self, resource: Weak<dyn Release>) {
+        let mut resources = self.resources.borrow_mut();
+        if resources.len() == resources.capacity() {
+            // Forget the gone ones before growing: amortized O(1) a push.
+            resources.retain(|kept| kept.strong_count() > 0);
+        }
+        resources.push(resource);
+    }
+
+    /// Claims `fd`'s reading (or writing) side for one socket operation;
+    /// `false` if another operation waits on it.
+    pub(crate) fn claim_io(&self, fd: RawFd, write: bool) -> bool {
+        self.io_waits.borrow_mut().insert((fd, write))
+    }
+
+    /// Gives back what [`claim_io`](Self::claim_io) took.
+    pub(crate) fn release_io_claim(&self, fd: RawFd, write: bool) {
+        self.io_waits.borrow_mut().remove(&(fd, write));
+    }
+
+    /// Runs `f` with the loop's read buffer of `size` bytes (a fresh one if
+    /// it is in use, by a read inside a read: a protocol running a loop).
+    #[inline]
+    pub(crate) fn with_read_buffer<R>(&self, size: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        match self.read_buffer.try_borrow_mut() {
+            Ok(mut buf) => {
+                if buf.len() != size {
+                    buf.resize(size, 0);
+                }
+                f(&mut buf)
+            }
+            Err(_) => f(&mut vec![0; size]),
+        }
     }
 }
 
@@ -391,42 +476,62 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
         &self.engine
     }
 
-    fn poll_io(&self, timeout: Option<Duration>) -> io::Result<()> {
-        let mut signalled = false;
+    /// One `select` of the selector, noting each ready key's slot and events.
+    fn select(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let mut events = self.events.borrow_mut();
+        events.clear();
+        if timeout == Some(Duration::ZERO)
+            && !self.engine.ready().is_empty()
+            && self.only_the_waker_is_watched()
         {
-            let mut selector = self.selector.borrow_mut();
-            let Some(selector) = selector.as_mut() else { return Err(closed_error()) };
-            let table = self.handlers.borrow();
-            // The table holds live handlers only: removing or replacing one
-            // cancels it and takes it out, so none is checked here. Each
-            // handler is queued as the selector reads the kernel's answer;
-            // the queue is taken at the first one, after the wait, so that
-            // threadsafe calls made during the wait go first, as before.
-            let mut queue = None;
-            let selected = selector.select_each(
-                timeout,
-                #[inline(always)]
-                |key, events| {
-                    self.queue_handlers(key.data.0, events, &table, &mut queue, &mut signalled);
-                },
-            );
-            let count = match selected {
-                Ok(count) => count,
-                // Our selectors retry EINTR themselves (PEP 475); one of the
-                // user's may not. Nothing was reported: an empty iteration.
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => 0,
-                Err(err) => return Err(err),
-            };
-            self.engine.count_events(count);
+            // Callbacks are waiting and nothing but the waker can be ready
+            // (other threads' calls are taken without it): spare the
+            // syscall. Without callbacks (a stop pending) the selector is
+            // asked, as asyncio asks it.
+            return Ok(());
         }
-        if signalled {
-            self.dispatch_signals();
+        let mut selector = self.selector.borrow_mut();
+        let selector = selector.as_mut().ok_or_else(closed_error)?;
+        self.select_calls.set(self.select_calls.get() + 1);
+        let selected = selector.select_each(timeout, &mut |key, ready| events.push((key.data.0, ready)));
+        match selected {
+            Ok(count) => self.events_received.set(self.events_received.get() + count as u64),
+            // Our selectors retry EINTR themselves (PEP 475); one of the
+            // user's may not. Nothing was reported: an empty iteration.
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
         }
         Ok(())
     }
 
-    fn has_io(&self) -> bool {
-        !self.own_selector || self.user_fds.get() > 0 || self.signals.borrow().read_fd().is_some()
+    /// Queues the reader and/or writer of each ready fd; drains the waker;
+    /// runs the signal handlers of the signals that arrived.
+    fn process_events(&self) {
+        let mut signalled = false;
+        {
+            let events = self.events.borrow();
+            // The table holds live handlers only: removing or replacing one
+            // cancels it and takes it out, so none is checked here.
+            let table = self.handlers.borrow();
+            for &(slot, ready) in events.iter() {
+                match slot {
+                    Slot::Waker => self.waker.drain(),
+                    Slot::Signals => signalled = true,
+                    Slot::User(slot) => {
+                        let Some(handlers) = table.get(slot).and_then(Option::as_ref) else { continue };
+                        if let (true, Some(reader)) = (ready.contains(Events::READ), &handlers.reader) {
+                            self.engine.ready().push(Rc::clone(reader));
+                        }
+                        if let (true, Some(writer)) = (ready.contains(Events::WRITE), &handlers.writer) {
+                            self.engine.ready().push(Rc::clone(writer));
+                        }
+                    }
+                }
+            }
+        }
+        if signalled {
+            self.dispatch_signals();
+        }
     }
 }
 
@@ -447,22 +552,7 @@ impl<S: Selector<IoHandlers> + 'static> AbstractEventLoop for BaseSelectorEventL
         if !self.engine.close()? {
             return Ok(());
         }
-        let signal_handlers = self.release_signals();
-        let table = std::mem::take(&mut *self.handlers.borrow_mut());
-        self.free_slots.borrow_mut().clear();
-        self.user_fds.set(0);
-        let selector = self.selector.borrow_mut().take();
-        let closed = selector.map_or(Ok(()), Selector::close);
-        // Drop the handlers last, when the loop is wholly closed: their
-        // captures' destructors may call back into it.
-        for handlers in table.into_iter().flatten() {
-            for callback in handlers.reader.into_iter().chain(handlers.writer) {
-                callback.cancel();
-                drop(callback);
-            }
-        }
-        drop(signal_handlers);
-        closed
+        self.close_io()
     }
 
     fn is_closed(&self) -> bool {
@@ -482,10 +572,7 @@ impl<S: Selector<IoHandlers> + 'static> AbstractEventLoop for BaseSelectorEventL
     #[inline]
     #[track_caller]
     fn call_later(&self, delay: Duration, cb: impl FnOnce(&Self) + 'static) -> TimerHandle {
-        // Far enough in the future is forever: don't overflow `Instant`.
-        let now = Instant::now();
-        let when = now.checked_add(delay).unwrap_or_else(|| far_future(now));
-        self.engine.call_at(when, cb)
+        self.engine.call_later(delay, cb)
     }
 
     #[inline]
@@ -591,25 +678,25 @@ impl<S: Selector<IoHandlers> + 'static> AbstractEventLoop for BaseSelectorEventL
     }
 
     fn stats(&self) -> LoopStats {
-        self.engine.stats()
+        LoopStats {
+            select_calls: self.select_calls.get(),
+            events_received: self.events_received.get(),
+            ..self.engine.stats()
+        }
     }
 }
 
-/// A deadline no program will live to see, for delays too large for `Instant`.
-fn far_future(now: Instant) -> Instant {
-    const DAY: u64 = 24 * 3600;
-    [100 * 365 * DAY, 365 * DAY, DAY]
-        .into_iter()
-        .find_map(|secs| now.checked_add(Duration::from_secs(secs)))
-        .unwrap_or(now)
-}
-
+/// Dropping a loop does what [`close`](AbstractEventLoop::close) does
+/// (it cannot be running: `run_forever` borrows it): tasks, queued
+/// callbacks, timers, transports, handlers, the signal dispositions, the
+/// selector and the waker all go, so nothing a callback held keeps the
+/// loop's memory or fds alive.
 impl<S> Drop for BaseSelectorEventLoop<S> {
     fn drop(&mut self) {
-        // Restore signal dispositions and refuse further threadsafe calls even
-        // if the owner forgot `close`; the selector and fds close themselves.
-        self.signals.get_mut().release();
-        self.engine.shutdown_shared();
+        if !self.engine.is_closed() {
+            self.engine.shut_down();
+            self.release_io();
+        }
     }
 }
 

@@ -15,8 +15,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::net::fd::{nonblocking_pipe, read_nonblocking};
-use crate::selectors::sys::cvt;
+use crate::selectors::mechanism::{cvt, drain, nonblocking_pipe};
 
 /// The id of the loop that owns signal handling; 0 when none does.
 static OWNER: Mutex<u64> = Mutex::new(0);
@@ -26,7 +25,7 @@ static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 /// One past the highest signal number (Python's `signal.NSIG`).
 pub(crate) fn nsig() -> c_int {
     cfg_if::cfg_if! {
-        if #[cfg(any(target_os = "linux", target_os = "android"))] {
+        if #[cfg(tulip_sigrtmax)] {
             libc::SIGRTMAX() + 1
         } else {
             32
@@ -59,10 +58,10 @@ pub(crate) fn check_catchable(signum: c_int) -> io::Result<()> {
 
 fn errno_location() -> *mut c_int {
     cfg_if::cfg_if! {
-        if #[cfg(any(target_os = "linux", target_os = "dragonfly"))] {
+        if #[cfg(tulip_errno_location)] {
             // SAFETY: returns the calling thread's errno; no preconditions.
             unsafe { libc::__errno_location() }
-        } else if #[cfg(any(target_os = "android", target_os = "netbsd", target_os = "openbsd"))] {
+        } else if #[cfg(tulip_errno_double_underscore)] {
             // SAFETY: returns the calling thread's errno; no preconditions.
             unsafe { libc::__errno() }
         } else {
@@ -187,13 +186,7 @@ impl Signals {
     /// Reads the signal numbers that arrived, in order.
     pub(crate) fn drain(&self, mut on_signal: impl FnMut(c_int)) {
         let Some(fd) = self.read_fd() else { return };
-        let mut buf = [0u8; 64];
-        while let Ok(Some(n)) = read_nonblocking(fd, &mut buf) {
-            buf[..n].iter().for_each(|&signum| on_signal(c_int::from(signum)));
-            if n < buf.len() {
-                break;
-            }
-        }
+        drain(fd, |signums| signums.iter().for_each(|&signum| on_signal(c_int::from(signum))));
     }
 }
 

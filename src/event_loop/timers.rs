@@ -3,12 +3,14 @@
 //! (asyncio's `_MIN_SCHEDULED_TIMER_HANDLES` / `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`),
 //! so scheduling and cancelling millions of timers keeps memory flat.
 
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::panic::Location;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::event_loop::ready::{Once, ReadyCallback, TimerBook, TimerMark};
+use crate::event_loop::ready::{new_rc, Once, OnceKind, ReadyCallback};
 
 /// Below this many timers, cancelled ones are only purged from the top.
 const MIN_TIMERS_FOR_REBUILD: usize = 100;
@@ -52,6 +54,69 @@ fn compact_keys<L>(timers: &mut Vec<Timer<L>>, keyed: &mut Vec<(u64, ReadyCallba
         ((nanos - first.0) * sequences + (sequence - first.1), timer.entry)
     }));
     true
+}
+
+/// Counts shared by a loop's timer heap and its timers' entries, so a
+/// timer cancelled while it sits in the heap is counted at once, without a
+/// search (asyncio's `_timer_cancelled_count`).
+#[derive(Debug, Default)]
+pub(crate) struct TimerBook {
+    /// Cancelled timers still in the heap.
+    pub(crate) cancelled_in_heap: Cell<usize>,
+    /// Every timer cancelled before it ran.
+    pub(crate) cancelled_total: Cell<u64>,
+    /// Timers whose callback ran.
+    pub(crate) fired: Cell<u64>,
+}
+
+impl TimerBook {
+    /// One cancelled timer fewer in the heap (it left it).
+    fn one_cancelled_left(&self) {
+        self.cancelled_in_heap.set(self.cancelled_in_heap.get().saturating_sub(1));
+    }
+}
+
+/// What a timer's entry carries besides its closure: the shared book, and
+/// whether this timer still counts as in the heap. The heap hands a due
+/// timer to the ready queue without looking at it (a look is a cache miss
+/// per timer when many are due), so a due timer leaves the books when it
+/// runs, or is skipped as cancelled, in the same iteration; one the heap
+/// drops (purged, or the loop closing) leaves them then.
+pub(crate) struct TimerMark {
+    book: Rc<TimerBook>,
+    in_heap: Cell<bool>,
+}
+
+impl TimerMark {
+    pub(crate) fn new(book: Rc<TimerBook>) -> Self {
+        TimerMark { book, in_heap: Cell::new(true) }
+    }
+}
+
+impl OnceKind for TimerMark {
+    fn cancelled(&self, pending: bool) {
+        if pending {
+            self.book.cancelled_total.set(self.book.cancelled_total.get() + 1);
+        }
+        if self.in_heap.get() {
+            self.book.cancelled_in_heap.set(self.book.cancelled_in_heap.get() + 1);
+        }
+    }
+
+    fn left_heap(&self) {
+        self.in_heap.set(false);
+    }
+
+    #[inline]
+    fn run_called(&self, ran: bool) {
+        if ran {
+            self.book.fired.set(self.book.fired.get() + 1);
+        }
+        // Cancelled after it became due, it was counted in the heap then.
+        if self.in_heap.replace(false) && !ran {
+            self.book.one_cancelled_left();
+        }
+    }
 }
 
 /// One scheduled timer. `entry` is the same allocation its handle shares.
@@ -149,7 +214,7 @@ pub(crate) struct TimerHeap<L> {
     pub(crate) book: Rc<TimerBook>,
 }
 
-impl<L: 'static> TimerHeap<L> {
+impl<L> TimerHeap<L> {
     pub(crate) fn new() -> Self {
         TimerHeap {
             heap: BinaryHeap::new(),
@@ -165,8 +230,22 @@ impl<L: 'static> TimerHeap<L> {
         self.heap.len()
     }
 
+    /// Schedules `callback` at `when`; returns its entry, which the timer's
+    /// handle shares.
+    pub(crate) fn schedule<F: FnOnce(&L) + 'static>(
+        &mut self,
+        when: Instant,
+        callback: F,
+        origin: &'static Location<'static>,
+    ) -> Rc<Once<F, TimerMark>> {
+        let mark = TimerMark::new(Rc::clone(&self.book));
+        let entry = new_rc(move || Once::new(callback, origin, mark));
+        self.push(when, Rc::clone(&entry));
+        entry
+    }
+
     /// Adds a timer whose entry was created with this heap's book.
-    pub(crate) fn push<F: FnOnce(&L) + 'static>(&mut self, when: Instant, entry: Rc<Once<F, TimerMark>>) {
+    fn push<F: FnOnce(&L) + 'static>(&mut self, when: Instant, entry: Rc<Once<F, TimerMark>>) {
         // Purge here too, not only in run_once, once the heap is huge: a
         // program may schedule and cancel timers for a long time before the
         // loop runs an iteration.
@@ -184,8 +263,7 @@ impl<L: 'static> TimerHeap<L> {
     fn leave(&self, entry: &ReadyCallback<L>) -> bool {
         let cancelled = entry.left_heap();
         if cancelled {
-            let book = &self.book;
-            book.cancelled_in_heap.set(book.cancelled_in_heap.get().saturating_sub(1));
+            self.book.one_cancelled_left();
         }
         cancelled
     }

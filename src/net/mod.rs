@@ -1,6 +1,6 @@
 //! Layer 3, I/O on the loop.
-pub(crate) mod fd;
 pub(crate) mod protocols;
+pub(crate) mod server;
 pub(crate) mod socket_transport;
 pub(crate) mod sockets;
 pub(crate) mod sys;

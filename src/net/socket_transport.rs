@@ -13,34 +13,28 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::FileTypeExt;
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::io::{AsRawFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::{Rc, Weak};
-use std::time::Duration;
 
-use crate::event_loop::base_events::PollIo;
-use crate::event_loop::local::{LoopLocal, Release};
 use crate::event_loop::panics::unwinding_panic;
-use crate::net::sockets::Listener;
-use crate::net::transports::{ServerImpl, TransportImpl};
+use crate::event_loop::ready::ReadyQueue;
+use crate::event_loop::selector_events::Release;
+use crate::net::sys::{recv, send};
+use crate::net::transports::TransportImpl;
 use crate::selectors::Selector;
-use crate::{
-    AbstractEventLoop, BaseSelectorEventLoop, ExceptionContext, IoHandlers, Protocol, Server, SocketAddress,
-    Transport,
-};
+use crate::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers, Protocol, SocketAddress, Transport};
+
+/// The loop a transport belongs to.
+type Loop<S> = BaseSelectorEventLoop<S>;
 
 /// The most one read takes (asyncio's `max_size`).
 const READ_SIZE: usize = 256 * 1024;
 /// The default high-water mark of the write buffer (the low one is a quarter).
 const DEFAULT_HIGH_WATER: usize = 64 * 1024;
-/// Connections accepted per readiness event, at most (asyncio's backlog).
-const ACCEPT_BATCH: usize = 100;
-/// How long a server stops accepting when out of fds (asyncio's `ACCEPT_RETRY_DELAY`).
-const ACCEPT_RETRY: Duration = Duration::from_secs(1);
 
 /// A connected stream socket.
 pub(crate) enum Stream {
@@ -78,7 +72,7 @@ impl Stream {
     }
 }
 
-fn not_connected() -> io::Error {
+pub(crate) fn not_connected() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the transport is closed")
 }
 
@@ -148,13 +142,13 @@ impl Drop for FlagGuard<'_> {
     }
 }
 
-type SharedProtocol = Rc<RefCell<dyn Protocol>>;
+pub(crate) type SharedProtocol = Rc<RefCell<dyn Protocol>>;
 
 /// Dropped only while a protocol call unwinds (it is forgotten otherwise):
 /// closes the transport, handing `connection_lost` the panic as an error.
-struct CloseOnPanic<'a, L: PollIo + AbstractEventLoop>(&'a SocketTransport<L>);
+struct CloseOnPanic<'a, S: Selector<IoHandlers> + 'static>(&'a SocketTransport<S>);
 
-impl<L: PollIo + AbstractEventLoop> Drop for CloseOnPanic<'_, L> {
+impl<S: Selector<IoHandlers> + 'static> Drop for CloseOnPanic<'_, S> {
     fn drop(&mut self) {
         let (message, location) = unwinding_panic().unwrap_or_else(|| ("a panic".to_owned(), None));
         let at = location.map_or_else(String::new, |at| format!(" at {at}"));
@@ -163,9 +157,11 @@ impl<L: PollIo + AbstractEventLoop> Drop for CloseOnPanic<'_, L> {
 }
 
 /// A transport over a connected socket.
-struct SocketTransport<L> {
+pub(crate) struct SocketTransport<S: Selector<IoHandlers> + 'static> {
     me: Weak<Self>,
-    local: Rc<LoopLocal<L>>,
+    /// Where callbacks go when the transport has no `&Loop`; weak, so that
+    /// a transport kept by the user keeps nothing of a dropped loop alive.
+    queue: Weak<ReadyQueue<Loop<S>>>,
     fd: RawFd,
     /// `None` once closed.
     sock: RefCell<Option<Stream>>,
@@ -200,11 +196,11 @@ struct SocketTransport<L> {
     dispatching: Cell<bool>,
 }
 
-impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
+impl<S: Selector<IoHandlers> + 'static> SocketTransport<S> {
     /// A transport for `stream` and `protocol`. `connection_made` is called,
     /// reading starts and `waiter` (if any) is completed on the next iteration.
-    fn start(
-        local: &Rc<LoopLocal<L>>,
+    pub(crate) fn start(
+        event_loop: &Loop<S>,
         stream: Stream,
         protocol: SharedProtocol,
         waiter: Option<crate::Future<()>>,
@@ -214,7 +210,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
         }
         let transport = Rc::new_cyclic(|me| SocketTransport {
             me: me.clone(),
-            local: Rc::clone(local),
+            queue: Rc::downgrade(event_loop.engine().ready()),
             fd: stream.fd(),
             sock: RefCell::new(Some(stream)),
             protocol: RefCell::new(Some(protocol)),
@@ -237,14 +233,22 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
             dispatching: Cell::new(false),
         });
         let weak: Weak<dyn Release> = Rc::downgrade(&transport) as Weak<dyn Release>;
-        local.keep_resource(weak);
+        event_loop.keep_resource(weak);
         let me = Rc::clone(&transport);
-        local.call_soon(move |event_loop| me.begin(event_loop, waiter));
+        transport.call_soon(move |event_loop| me.begin(event_loop, waiter));
         transport
     }
 
     fn rc(&self) -> Option<Rc<Self>> {
         self.me.upgrade()
+    }
+
+    /// Queues `callback` on the loop, if it is still there (and open).
+    #[track_caller]
+    fn call_soon(&self, callback: impl FnOnce(&Loop<S>) + 'static) {
+        if let Some(queue) = self.queue.upgrade() {
+            queue.call_soon(callback);
+        }
     }
 
     fn handle(&self) -> Option<Transport> {
@@ -276,7 +280,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
     }
 
     /// The first callback: `connection_made`, then reading starts.
-    fn begin(&self, event_loop: &L, waiter: Option<crate::Future<()>>) {
+    fn begin(&self, event_loop: &Loop<S>, waiter: Option<crate::Future<()>>) {
         let Some(transport) = self.handle() else { return };
         let made = if self.conn_lost.get() {
             Some(false) // aborted before it started: the protocol hears nothing
@@ -308,7 +312,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
         if made.is_none() && self.protocol.borrow().is_some() {
             // The protocol is borrowed (by its owner): try again next time.
             if let Some(me) = self.rc() {
-                self.local.call_soon(move |event_loop| me.begin(event_loop, waiter));
+                self.call_soon(move |event_loop| me.begin(event_loop, waiter));
             }
             return;
         }
@@ -322,7 +326,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
 
     /// Makes the loop's reader and writer for our fd match what we need now.
     #[inline]
-    fn sync(&self, event_loop: &L) {
+    fn sync(&self, event_loop: &Loop<S>) {
         // Usually nothing changed: two looks at our flags, no call.
         if self.wants_read() != self.reader_on.get() || self.wants_write() != self.writer_on.get() {
             self.update_registrations(event_loop);
@@ -347,7 +351,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
 
     /// The work of [`sync`](Self::sync) when something changed.
     #[inline(never)]
-    fn update_registrations(&self, event_loop: &L) {
+    fn update_registrations(&self, event_loop: &Loop<S>) {
         let want_read = self.wants_read();
         if want_read != self.reader_on.get() {
             if want_read {
@@ -380,7 +384,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
     }
 
     /// A fatal error inside `sync`: close, and sync again (which removes).
-    fn fail(&self, event_loop: &L, err: io::Error) {
+    fn fail(&self, event_loop: &Loop<S>, err: io::Error) {
         self.force_close(Some(err));
         self.sync(event_loop);
     }
@@ -396,7 +400,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
             return;
         }
         let Some(me) = self.rc() else { return };
-        self.local.call_soon(move |event_loop| {
+        self.call_soon(move |event_loop| {
             me.sync_queued.set(false);
             me.sync(event_loop);
         });
@@ -407,28 +411,20 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
     /// change of what the registrations depend on (closing, pausing,
     /// buffering, the connection lost) goes through `request_sync`, which
     /// inside a callback sets `changed`; the EOF and error paths sync.
-    fn on_readable(&self, event_loop: &L) {
+    fn on_readable(&self, event_loop: &Loop<S>) {
         let _dispatching = FlagGuard::set(&self.dispatching);
         self.changed.set(false);
         if !self.conn_lost.get() && !self.closing.get() && !self.reading_paused.get() {
             let fd = self.fd;
             let read = self.call_protocol(|protocol| {
-                self.local.with_read_buffer(READ_SIZE, |buf| {
-                    let got = crate::net::sys::recv_once(fd, buf);
-                    let got = if got > 0 {
-                        Ok(Some(got as usize)) // the usual case: no look at errno
-                    } else {
-                        crate::net::sys::recv_outcome(fd, buf, got)
-                    };
-                    match got {
-                        Ok(Some(0)) => Read::Eof { keep_open: protocol.eof_received() },
-                        Ok(Some(n)) => {
-                            protocol.data_received(&buf[..n]);
-                            Read::Data
-                        }
-                        Ok(None) => Read::Nothing,
-                        Err(err) => Read::Failed(err),
+                event_loop.with_read_buffer(READ_SIZE, |buf| match recv(fd, buf) {
+                    Ok(Some(0)) => Read::Eof { keep_open: protocol.eof_received() },
+                    Ok(Some(n)) => {
+                        protocol.data_received(&buf[..n]);
+                        Read::Data
                     }
+                    Ok(None) => Read::Nothing,
+                    Err(err) => Read::Failed(err),
                 })
             });
             match read {
@@ -446,7 +442,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
         self.sync(event_loop);
     }
 
-    fn on_writable(&self, event_loop: &L) {
+    fn on_writable(&self, event_loop: &Loop<S>) {
         let _dispatching = FlagGuard::set(&self.dispatching);
         if !self.conn_lost.get() {
             let sent = {
@@ -454,7 +450,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
                 if buffer.is_empty() {
                     Ok(None)
                 } else {
-                    crate::net::sys::send(self.fd, buffer.pending())
+                    send(self.fd, buffer.pending())
                 }
             };
             match sent {
@@ -499,7 +495,7 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the transport is closing"));
         }
         if self.buffer.borrow().is_empty() {
-            let sent = crate::net::sys::send(self.fd, data);
+            let sent = send(self.fd, data);
             return self.write_rest(data, sent);
         }
         self.buffer_rest(data);
@@ -558,10 +554,10 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
     /// the protocol is doing now.
     fn notify_flow(&self, pause: bool) {
         let Some(me) = self.rc() else { return };
-        self.local.call_soon(move |event_loop| me.deliver_flow(event_loop, pause));
+        self.call_soon(move |event_loop| me.deliver_flow(event_loop, pause));
     }
 
-    fn deliver_flow(&self, event_loop: &L, pause: bool) {
+    fn deliver_flow(&self, event_loop: &Loop<S>, pause: bool) {
         if self.protocol.borrow().is_none() {
             return;
         }
@@ -595,11 +591,11 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
         }
         self.request_sync();
         let Some(me) = self.rc() else { return };
-        self.local.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
+        self.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
     }
 
     /// The last callback: unwatch, tell the protocol, close the socket.
-    fn call_connection_lost(&self, event_loop: &L, err: Option<io::Error>) {
+    fn call_connection_lost(&self, event_loop: &Loop<S>, err: Option<io::Error>) {
         self.sync(event_loop);
         // From here the socket closes and the protocol is let go however
         // `connection_lost` ends, a panic included: otherwise the protocol
@@ -615,19 +611,19 @@ impl<L: PollIo + AbstractEventLoop> SocketTransport<L> {
             teardown.armed = false;
             let Some(me) = self.rc() else { return };
             let err = err.flatten();
-            self.local.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
+            self.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
         }
     }
 }
 
 /// Closes a transport's socket and drops its protocol when it goes out of
 /// scope, unless disarmed: the end of [`SocketTransport::call_connection_lost`].
-struct Teardown<'a, L> {
-    transport: &'a SocketTransport<L>,
+struct Teardown<'a, S: Selector<IoHandlers> + 'static> {
+    transport: &'a SocketTransport<S>,
     armed: bool,
 }
 
-impl<L> Drop for Teardown<'_, L> {
+impl<S: Selector<IoHandlers> + 'static> Drop for Teardown<'_, S> {
     fn drop(&mut self) {
         if !self.armed {
             return;
@@ -640,7 +636,7 @@ impl<L> Drop for Teardown<'_, L> {
     }
 }
 
-impl<L> Release for SocketTransport<L> {
+impl<S: Selector<IoHandlers> + 'static> Release for SocketTransport<S> {
     /// The loop closed with the connection open: close the socket and drop
     /// the protocol (which may hold this transport: a cycle) without telling
     /// it, as no callback can run any more.
@@ -655,7 +651,7 @@ impl<L> Release for SocketTransport<L> {
     }
 }
 
-impl<L: PollIo + AbstractEventLoop> TransportImpl for SocketTransport<L> {
+impl<S: Selector<IoHandlers> + 'static> TransportImpl for SocketTransport<S> {
     /// The usual case inline: open, nothing buffered, and the socket takes
     /// all of `data` at once. Everything else is out of line, in
     /// [`write_rest`](SocketTransport::write_rest) (a short or failed send)
@@ -666,11 +662,11 @@ impl<L: PollIo + AbstractEventLoop> TransportImpl for SocketTransport<L> {
         if data.is_empty() || !self.sends_at_once() {
             return self.write_slow(data);
         }
-        let sent = crate::net::sys::send_once(self.fd, data);
-        if sent >= 0 && sent as usize == data.len() {
+        let sent = send(self.fd, data);
+        if matches!(sent, Ok(Some(n)) if n == data.len()) {
             return Ok(());
         }
-        self.write_rest(data, crate::net::sys::send_outcome(self.fd, data, sent))
+        self.write_rest(data, sent)
     }
 
     fn write_eof(&self) -> io::Result<()> {
@@ -755,149 +751,6 @@ impl<L: PollIo + AbstractEventLoop> TransportImpl for SocketTransport<L> {
     }
 }
 
-/// A listening socket and the path to remove when it closes (Unix).
-enum Listening {
-    Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
-}
-
-impl Listening {
-    fn accept(&self) -> io::Result<Stream> {
-        Ok(match self {
-            Listening::Tcp(listener) => Stream::Tcp(listener.accept_nonblocking()?.0),
-            Listening::Unix(listener, _) => Stream::Unix(listener.accept_nonblocking()?.0),
-        })
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddress> {
-        match self {
-            Listening::Tcp(listener) => listener.local_addr().map(SocketAddress::Inet),
-            Listening::Unix(listener, _) => listener.local_addr().map(SocketAddress::Unix),
-        }
-    }
-}
-
-type ProtocolFactory = Box<dyn Fn() -> SharedProtocol>;
-
-struct SocketServer<L> {
-    me: Weak<Self>,
-    local: Rc<LoopLocal<L>>,
-    fd: RawFd,
-    listener: RefCell<Option<Listening>>,
-    factory: ProtocolFactory,
-    serving: Cell<bool>,
-    accepted: Cell<u64>,
-}
-
-impl<L: PollIo + AbstractEventLoop> SocketServer<L> {
-    fn watch(&self, event_loop: &L) -> io::Result<()> {
-        let Some(me) = self.me.upgrade() else { return Ok(()) };
-        event_loop.add_reader(self.fd, move |event_loop| me.on_acceptable(event_loop))
-    }
-
-    fn on_acceptable(&self, event_loop: &L) {
-        for _ in 0..ACCEPT_BATCH {
-            if !self.serving.get() {
-                return;
-            }
-            let accepted = match &*self.listener.borrow() {
-                Some(listener) => listener.accept(),
-                None => return,
-            };
-            match accepted {
-                Ok(stream) => {
-                    self.accepted.set(self.accepted.get() + 1);
-                    SocketTransport::start(&self.local, stream, (self.factory)(), None);
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(err) => {
-                    let out_of_resources = matches!(
-                        err.raw_os_error(),
-                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                    );
-                    let context = ExceptionContext {
-                        message: format!(
-                            "error accepting a connection: {err}{}",
-                            if out_of_resources { "; accepting again in 1 second" } else { "" }
-                        ),
-                        panic: None,
-                        origin: None,
-                    };
-                    event_loop.engine().call_exception_handler(event_loop, &context);
-                    if out_of_resources {
-                        // As asyncio: stop watching for a while, or we spin.
-                        let _ = event_loop.remove_reader(self.fd);
-                        if let Some(me) = self.me.upgrade() {
-                            event_loop.call_later(ACCEPT_RETRY, move |event_loop| {
-                                if me.serving.get() {
-                                    let _ = me.watch(event_loop);
-                                }
-                            });
-                        }
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Unwatches and closes the listening socket (after `close`).
-    fn stop_listening(&self, event_loop: &L) {
-        let _ = event_loop.remove_reader(self.fd);
-        let listener = self.listener.borrow_mut().take();
-        drop(listener);
-    }
-}
-
-impl<L> Release for SocketServer<L> {
-    /// The loop closed while serving: close the listener (and remove its file).
-    fn release(&self) {
-        let serving = self.serving.replace(false);
-        let listener = self.listener.borrow_mut().take();
-        if let (true, Some(Listening::Unix(_, path))) = (serving, &listener) {
-            let _ = std::fs::remove_file(path);
-        }
-        drop(listener);
-    }
-}
-
-impl<L: PollIo + AbstractEventLoop> ServerImpl for SocketServer<L> {
-    fn close(&self) {
-        if !self.serving.replace(false) {
-            return;
-        }
-        // The socket file goes now, as in asyncio: the loop may never run
-        // the queued callback (it may be closed first). Only the fd must
-        // wait for the loop, which unwatches it before it is closed.
-        if let Some(Listening::Unix(_, path)) = &*self.listener.borrow() {
-            let _ = std::fs::remove_file(path);
-        }
-        let Some(me) = self.me.upgrade() else { return };
-        self.local.call_soon(move |event_loop| me.stop_listening(event_loop));
-    }
-
-    fn is_serving(&self) -> bool {
-        self.serving.get()
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddress> {
-        // Closed means closed at once, though the fd waits for the loop.
-        if !self.serving.get() {
-            return Err(not_connected());
-        }
-        self.listener.borrow().as_ref().ok_or_else(not_connected)?.local_addr()
-    }
-
-    fn connections_made(&self) -> u64 {
-        self.accepted.get()
-    }
-}
-
 /// Closes a transport whose `create_connection` was dropped before it returned it.
 struct CloseOnDrop(Option<Rc<dyn TransportImpl>>);
 
@@ -909,98 +762,9 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// Transports and servers on the selector loop (asyncio's `create_server`,
-/// `create_connection`, `create_unix_server`, `create_unix_connection`).
+/// Connections on the selector loop (asyncio's `create_connection` and
+/// `create_unix_connection`); the server side is in `server.rs`.
 impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
-    /// Listens on `addr` (port 0 picks a free port, see [`Server::local_addr`])
-    /// and, for each connection, makes a protocol with `factory` and a
-    /// [`Transport`] for it. Serving starts at once.
-    ///
-    /// ```no_run
-    /// use tulip::{Protocol, Transport, SelectorEventLoop};
-    ///
-    /// struct Echo(Option<Transport>);
-    /// impl Protocol for Echo {
-    ///     fn connection_made(&mut self, transport: Transport) { self.0 = Some(transport); }
-    ///     fn data_received(&mut self, data: &[u8]) {
-    ///         if let Some(t) = &self.0 { let _ = t.write(data); }
-    ///     }
-    /// }
-    ///
-    /// let event_loop = SelectorEventLoop::new()?;
-    /// let server = event_loop.create_server("127.0.0.1:8888".parse().unwrap(), || Echo(None))?;
-    /// println!("serving on {}", server.local_addr()?);
-    /// tulip::AbstractEventLoop::run_forever(&event_loop)?;
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// If binding fails (e.g. [`AddrInUse`](io::ErrorKind::AddrInUse)) or the
-    /// loop cannot watch the socket (closed loop).
-    pub fn create_server<P: Protocol>(
-        &self,
-        addr: SocketAddr,
-        factory: impl Fn() -> P + 'static,
-    ) -> io::Result<Server> {
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        self.serve(Listening::Tcp(listener), factory)
-    }
-
-    /// [`create_server`](Self::create_server) on a Unix-domain socket at
-    /// `path`. A stale socket file there is replaced; the file is removed
-    /// when the server closes.
-    ///
-    /// # Errors
-    ///
-    /// If `path` exists and is not a socket ([`AddrInUse`](io::ErrorKind::AddrInUse)),
-    /// or binding or watching fails.
-    pub fn create_unix_server<P: Protocol>(
-        &self,
-        path: impl AsRef<Path>,
-        factory: impl Fn() -> P + 'static,
-    ) -> io::Result<Server> {
-        let path = path.as_ref();
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{} exists and is not a socket", path.display()),
-                ))
-            }
-            Err(_) => {}
-        }
-        let listener = UnixListener::bind(path)?;
-        listener.set_nonblocking(true)?;
-        self.serve(Listening::Unix(listener, path.to_path_buf()), factory)
-    }
-
-    fn serve<P: Protocol>(
-        &self,
-        listening: Listening,
-        factory: impl Fn() -> P + 'static,
-    ) -> io::Result<Server> {
-        let fd = match &listening {
-            Listening::Tcp(listener) => listener.as_raw_fd(),
-            Listening::Unix(listener, _) => listener.as_raw_fd(),
-        };
-        let server = Rc::new_cyclic(|me| SocketServer {
-            me: me.clone(),
-            local: Rc::clone(self.engine().local()),
-            fd,
-            listener: RefCell::new(Some(listening)),
-            factory: Box::new(move || -> SharedProtocol { Rc::new(RefCell::new(factory())) }),
-            serving: Cell::new(true),
-            accepted: Cell::new(0),
-        });
-        server.watch(self)?;
-        let weak: Weak<dyn Release> = Rc::downgrade(&server) as Weak<dyn Release>;
-        self.engine().local().keep_resource(weak);
-        Ok(Server { inner: server })
-    }
-
     /// Connects to `addr`, makes a protocol with `factory` and a
     /// [`Transport`] for it; resolves once the protocol's `connection_made`
     /// ran. The protocol comes back shared, as the transport holds it too.
@@ -1041,7 +805,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         let waiter = self.create_future::<()>();
         let shared: SharedProtocol = protocol.clone();
         let transport: Rc<dyn TransportImpl> =
-            SocketTransport::start(self.engine().local(), stream, shared, Some(waiter.clone()));
+            SocketTransport::start(self, stream, shared, Some(waiter.clone()));
         let mut guard = CloseOnDrop(Some(transport));
         waiter.await?;
         let inner = guard.0.take().ok_or_else(not_connected)?;
@@ -1049,7 +813,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     }
 }
 
-impl<L> fmt::Debug for SocketTransport<L> {
+impl<S: Selector<IoHandlers> + 'static> fmt::Debug for SocketTransport<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SocketTransport").field("fd", &self.fd).finish_non_exhaustive()
     }

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crate::event_loop::local::LoopLocal;
 use crate::net::sys::{self as net, Connect, RawAddr};
 use crate::selectors::Selector;
 use crate::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers, Sleep};
@@ -36,19 +35,17 @@ const UNIX_CONNECT_RETRY: Duration = Duration::from_millis(1);
 
 /// A reader or writer registered while an operation waits, and removed when
 /// it completes or is dropped.
-struct Waiter<'a, L: AbstractEventLoop> {
-    event_loop: &'a L,
-    /// Where the fd's side is claimed while registered.
-    local: &'a LoopLocal<L>,
+struct Waiter<'a, S: Selector<IoHandlers> + 'static> {
+    event_loop: &'a BaseSelectorEventLoop<S>,
     fd: RawFd,
     write: bool,
     /// `Some` while registered: where the callback finds the waker to wake.
     waker: Option<Rc<RefCell<Option<Waker>>>>,
 }
 
-impl<'a, L: AbstractEventLoop> Waiter<'a, L> {
-    fn new(event_loop: &'a L, local: &'a LoopLocal<L>, fd: RawFd, write: bool) -> Self {
-        Waiter { event_loop, local, fd, write, waker: None }
+impl<'a, S: Selector<IoHandlers> + 'static> Waiter<'a, S> {
+    fn new(event_loop: &'a BaseSelectorEventLoop<S>, fd: RawFd, write: bool) -> Self {
+        Waiter { event_loop, fd, write, waker: None }
     }
 
     /// Makes sure the task of `cx` is woken when the fd is ready.
@@ -60,7 +57,7 @@ impl<'a, L: AbstractEventLoop> Waiter<'a, L> {
             }
             return Ok(());
         }
-        if !self.local.claim_io(self.fd, self.write) {
+        if !self.event_loop.claim_io(self.fd, self.write) {
             let side = if self.write { "writing" } else { "reading" };
             return Err(io::Error::new(
                 io::ErrorKind::ResourceBusy,
@@ -69,7 +66,7 @@ impl<'a, L: AbstractEventLoop> Waiter<'a, L> {
         }
         let slot = Rc::new(RefCell::new(Some(cx.waker().clone())));
         let shared = Rc::clone(&slot);
-        let wake = move |_: &L| {
+        let wake = move |_: &BaseSelectorEventLoop<S>| {
             let waker = shared.borrow_mut().take();
             if let Some(waker) = waker {
                 waker.wake();
@@ -81,7 +78,7 @@ impl<'a, L: AbstractEventLoop> Waiter<'a, L> {
             self.event_loop.add_reader(self.fd, wake)
         };
         if let Err(err) = added {
-            self.local.release_io(self.fd, self.write);
+            self.event_loop.release_io_claim(self.fd, self.write);
             return Err(err);
         }
         self.waker = Some(slot);
@@ -96,12 +93,12 @@ impl<'a, L: AbstractEventLoop> Waiter<'a, L> {
             } else {
                 self.event_loop.remove_reader(self.fd)
             };
-            self.local.release_io(self.fd, self.write);
+            self.event_loop.release_io_claim(self.fd, self.write);
         }
     }
 }
 
-impl<L: AbstractEventLoop> Drop for Waiter<'_, L> {
+impl<S: Selector<IoHandlers> + 'static> Drop for Waiter<'_, S> {
     fn drop(&mut self) {
         self.done();
     }
@@ -109,8 +106,8 @@ impl<L: AbstractEventLoop> Drop for Waiter<'_, L> {
 
 /// Polls an operation's `attempt` (`Ok(None)`: it waits), removing the
 /// reader or writer once it is done either way.
-fn finish<T, L: AbstractEventLoop>(
-    waiter: &mut Waiter<'_, L>,
+fn finish<T, S: Selector<IoHandlers> + 'static>(
+    waiter: &mut Waiter<'_, S>,
     attempt: io::Result<Option<T>>,
 ) -> Poll<io::Result<T>> {
     match attempt {
@@ -184,16 +181,16 @@ shared_listener!(Rc, Arc, Box);
 
 /// The future of [`sock_accept`](BaseSelectorEventLoop::sock_accept).
 #[must_use = "futures do nothing unless awaited"]
-pub struct SockAccept<'a, L: AbstractEventLoop, A> {
+pub struct SockAccept<'a, S: Selector<IoHandlers> + 'static, A> {
     listener: &'a A,
-    waiter: Waiter<'a, L>,
+    waiter: Waiter<'a, S>,
     nonblocking: bool,
 }
 
-impl<L: AbstractEventLoop, A: Listener> SockAccept<'_, L, A> {
+impl<S: Selector<IoHandlers> + 'static, A: Listener> SockAccept<'_, S, A> {
     fn attempt(&mut self, cx: &Context<'_>) -> io::Result<Option<(A::Stream, A::Addr)>> {
         if !self.nonblocking {
-            crate::net::fd::set_nonblocking(self.listener.as_raw_fd())?;
+            crate::selectors::mechanism::set_nonblocking(self.listener.as_raw_fd())?;
             self.nonblocking = true;
         }
         loop {
@@ -215,7 +212,7 @@ impl<L: AbstractEventLoop, A: Listener> SockAccept<'_, L, A> {
     }
 }
 
-impl<L: AbstractEventLoop, A: Listener> Future for SockAccept<'_, L, A> {
+impl<S: Selector<IoHandlers> + 'static, A: Listener> Future for SockAccept<'_, S, A> {
     type Output = io::Result<(A::Stream, A::Addr)>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -226,12 +223,12 @@ impl<L: AbstractEventLoop, A: Listener> Future for SockAccept<'_, L, A> {
 
 /// The future of [`sock_recv`](BaseSelectorEventLoop::sock_recv).
 #[must_use = "futures do nothing unless awaited"]
-pub struct SockRecv<'a, L: AbstractEventLoop> {
+pub struct SockRecv<'a, S: Selector<IoHandlers> + 'static> {
     buf: &'a mut [u8],
-    waiter: Waiter<'a, L>,
+    waiter: Waiter<'a, S>,
 }
 
-impl<L: AbstractEventLoop> Future for SockRecv<'_, L> {
+impl<S: Selector<IoHandlers> + 'static> Future for SockRecv<'_, S> {
     type Output = io::Result<usize>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
@@ -246,13 +243,13 @@ impl<L: AbstractEventLoop> Future for SockRecv<'_, L> {
 
 /// The future of [`sock_sendall`](BaseSelectorEventLoop::sock_sendall).
 #[must_use = "futures do nothing unless awaited"]
-pub struct SockSendall<'a, L: AbstractEventLoop> {
+pub struct SockSendall<'a, S: Selector<IoHandlers> + 'static> {
     data: &'a [u8],
     sent: usize,
-    waiter: Waiter<'a, L>,
+    waiter: Waiter<'a, S>,
 }
 
-impl<L: AbstractEventLoop> SockSendall<'_, L> {
+impl<S: Selector<IoHandlers> + 'static> SockSendall<'_, S> {
     fn attempt(&mut self, cx: &Context<'_>) -> io::Result<Option<()>> {
         while self.sent < self.data.len() {
             match net::send(self.waiter.fd, &self.data[self.sent..])? {
@@ -272,7 +269,7 @@ impl<L: AbstractEventLoop> SockSendall<'_, L> {
     }
 }
 
-impl<L: AbstractEventLoop> Future for SockSendall<'_, L> {
+impl<S: Selector<IoHandlers> + 'static> Future for SockSendall<'_, S> {
     type Output = io::Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -282,13 +279,12 @@ impl<L: AbstractEventLoop> Future for SockSendall<'_, L> {
 }
 
 /// A non-blocking connect of a socket the library creates.
-struct Connecting<'a, L: AbstractEventLoop> {
-    event_loop: &'a L,
-    local: &'a LoopLocal<L>,
+struct Connecting<'a, S: Selector<IoHandlers> + 'static> {
+    event_loop: &'a BaseSelectorEventLoop<S>,
     /// The address, or why it cannot be used (reported at the first poll).
     addr: io::Result<RawAddr>,
     /// Declared before `sock`: the writer is removed before the fd closes.
-    waiter: Option<Waiter<'a, L>>,
+    waiter: Option<Waiter<'a, S>>,
     /// A Unix listener's backlog was full: wait, then call connect again.
     retry: Option<Sleep>,
     sock: Option<OwnedFd>,
@@ -298,11 +294,10 @@ struct Connecting<'a, L: AbstractEventLoop> {
     finished: bool,
 }
 
-impl<'a, L: AbstractEventLoop> Connecting<'a, L> {
-    fn new(event_loop: &'a L, local: &'a LoopLocal<L>, addr: io::Result<RawAddr>) -> Self {
+impl<'a, S: Selector<IoHandlers> + 'static> Connecting<'a, S> {
+    fn new(event_loop: &'a BaseSelectorEventLoop<S>, addr: io::Result<RawAddr>) -> Self {
         Connecting {
             event_loop,
-            local,
             addr,
             waiter: None,
             retry: None,
@@ -321,7 +316,7 @@ impl<'a, L: AbstractEventLoop> Connecting<'a, L> {
             Some(sock) => sock.as_raw_fd(),
             None => self.sock.insert(net::stream_socket(addr.family())?).as_raw_fd(),
         };
-        let waiter = self.waiter.get_or_insert_with(|| Waiter::new(self.event_loop, self.local, fd, true));
+        let waiter = self.waiter.get_or_insert_with(|| Waiter::new(self.event_loop, fd, true));
         if self.in_progress {
             if let Some(err) = net::take_error(fd)? {
                 return Err(err);
@@ -384,12 +379,12 @@ impl<'a, L: AbstractEventLoop> Connecting<'a, L> {
 /// [`sock_connect_unix`](BaseSelectorEventLoop::sock_connect_unix) (`T` =
 /// [`UnixStream`]).
 #[must_use = "futures do nothing unless awaited"]
-pub struct SockConnect<'a, L: AbstractEventLoop, T> {
-    connecting: Connecting<'a, L>,
+pub struct SockConnect<'a, S: Selector<IoHandlers> + 'static, T> {
+    connecting: Connecting<'a, S>,
     stream: PhantomData<fn() -> T>,
 }
 
-impl<L: AbstractEventLoop, T: From<OwnedFd>> Future for SockConnect<'_, L, T> {
+impl<S: Selector<IoHandlers> + 'static, T: From<OwnedFd>> Future for SockConnect<'_, S, T> {
     type Output = io::Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
@@ -397,13 +392,13 @@ impl<L: AbstractEventLoop, T: From<OwnedFd>> Future for SockConnect<'_, L, T> {
     }
 }
 
-impl<L: AbstractEventLoop> fmt::Debug for SockRecv<'_, L> {
+impl<S: Selector<IoHandlers> + 'static> fmt::Debug for SockRecv<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SockRecv").field("fd", &self.waiter.fd).finish_non_exhaustive()
     }
 }
 
-impl<L: AbstractEventLoop> fmt::Debug for SockSendall<'_, L> {
+impl<S: Selector<IoHandlers> + 'static> fmt::Debug for SockSendall<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SockSendall")
             .field("fd", &self.waiter.fd)
@@ -412,13 +407,13 @@ impl<L: AbstractEventLoop> fmt::Debug for SockSendall<'_, L> {
     }
 }
 
-impl<L: AbstractEventLoop, A> fmt::Debug for SockAccept<'_, L, A> {
+impl<S: Selector<IoHandlers> + 'static, A> fmt::Debug for SockAccept<'_, S, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SockAccept").field("fd", &self.waiter.fd).finish_non_exhaustive()
     }
 }
 
-impl<L: AbstractEventLoop, T> fmt::Debug for SockConnect<'_, L, T> {
+impl<S: Selector<IoHandlers> + 'static, T> fmt::Debug for SockConnect<'_, S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SockConnect")
             .field("in_progress", &self.connecting.in_progress)
@@ -437,8 +432,8 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     ///
     /// `accept`'s error (aborted connections are skipped), or the loop's
     /// refusal to watch the listener (closed loop, fd beyond `select`'s limit).
-    pub fn sock_accept<'a, A: Listener>(&'a self, listener: &'a A) -> SockAccept<'a, Self, A> {
-        let waiter = Waiter::new(self, self.engine().local(), listener.as_raw_fd(), false);
+    pub fn sock_accept<'a, A: Listener>(&'a self, listener: &'a A) -> SockAccept<'a, S, A> {
+        let waiter = Waiter::new(self, listener.as_raw_fd(), false);
         SockAccept { listener, waiter, nonblocking: false }
     }
 
@@ -449,8 +444,8 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     ///
     /// The connect's failure, e.g. [`ConnectionRefused`](io::ErrorKind::ConnectionRefused),
     /// or the failure to create the socket or watch it.
-    pub fn sock_connect(&self, addr: SocketAddr) -> SockConnect<'_, Self, TcpStream> {
-        let connecting = Connecting::new(self, self.engine().local(), Ok(RawAddr::from(&addr)));
+    pub fn sock_connect(&self, addr: SocketAddr) -> SockConnect<'_, S, TcpStream> {
+        let connecting = Connecting::new(self, Ok(RawAddr::from(&addr)));
         SockConnect { connecting, stream: PhantomData }
     }
 
@@ -462,8 +457,8 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// As [`sock_connect`](Self::sock_connect) (e.g. [`NotFound`](io::ErrorKind::NotFound)
     /// for a missing path); [`InvalidInput`](io::ErrorKind::InvalidInput) for a
     /// path too long for `sockaddr_un`.
-    pub fn sock_connect_unix(&self, path: impl AsRef<Path>) -> SockConnect<'_, Self, UnixStream> {
-        let connecting = Connecting::new(self, self.engine().local(), net::unix_addr(path.as_ref()));
+    pub fn sock_connect_unix(&self, path: impl AsRef<Path>) -> SockConnect<'_, S, UnixStream> {
+        let connecting = Connecting::new(self, net::unix_addr(path.as_ref()));
         SockConnect { connecting, stream: PhantomData }
     }
 
@@ -474,12 +469,8 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     ///
     /// `recv`'s error, e.g. [`ConnectionReset`](io::ErrorKind::ConnectionReset),
     /// or the loop's refusal to watch the socket.
-    pub fn sock_recv<'a, T: AsRawFd + ?Sized>(
-        &'a self,
-        sock: &'a T,
-        buf: &'a mut [u8],
-    ) -> SockRecv<'a, Self> {
-        SockRecv { buf, waiter: Waiter::new(self, self.engine().local(), sock.as_raw_fd(), false) }
+    pub fn sock_recv<'a, T: AsRawFd + ?Sized>(&'a self, sock: &'a T, buf: &'a mut [u8]) -> SockRecv<'a, S> {
+        SockRecv { buf, waiter: Waiter::new(self, sock.as_raw_fd(), false) }
     }
 
     /// Sends all of `data` (asyncio's `sock_sendall`), waiting for
@@ -494,11 +485,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         &'a self,
         sock: &'a T,
         data: &'a [u8],
-    ) -> SockSendall<'a, Self> {
-        SockSendall {
-            data,
-            sent: 0,
-            waiter: Waiter::new(self, self.engine().local(), sock.as_raw_fd(), true),
-        }
+    ) -> SockSendall<'a, S> {
+        SockSendall { data, sent: 0, waiter: Waiter::new(self, sock.as_raw_fd(), true) }
     }
 }

@@ -10,34 +10,19 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::{FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-use crate::selectors::sys::cvt;
+use crate::selectors::mechanism::{cvt, nonblocking};
 
 /// `send` flags: never block, and no `SIGPIPE` where the flag exists (std
 /// ignores `SIGPIPE` in Rust programs anyway).
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(tulip_socket_flags)]
 const SEND_FLAGS: c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-)))]
+#[cfg(not(tulip_socket_flags))]
 const SEND_FLAGS: c_int = libc::MSG_DONTWAIT;
 
 /// A new non-blocking, close-on-exec stream socket of `domain`.
 pub(crate) fn stream_socket(domain: c_int) -> io::Result<OwnedFd> {
     cfg_if::cfg_if! {
-        if #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd",
-                     target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))] {
+        if #[cfg(tulip_socket_flags)] {
             let kind = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
             // SAFETY: socket(2) takes no pointers.
             let fd = cvt(unsafe { libc::socket(domain, kind, 0) })?;
@@ -48,9 +33,8 @@ pub(crate) fn stream_socket(domain: c_int) -> io::Result<OwnedFd> {
             let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_STREAM, 0) })?;
             // SAFETY: `fd` was just created and is owned by nobody else.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-            // SAFETY: fcntl with integer arguments on an fd we own.
-            cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
-            crate::net::fd::set_nonblocking(fd)?;
+            crate::selectors::mechanism::set_cloexec(fd)?;
+            crate::selectors::mechanism::set_nonblocking(fd)?;
             Ok(owned)
         }
     }
@@ -167,75 +151,18 @@ pub(crate) fn start_connect(fd: RawFd, addr: &RawAddr) -> io::Result<Connect> {
 /// `recv` without blocking; `Ok(None)` if nothing is there yet.
 #[inline]
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    loop {
-        // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
-        let got = cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) });
-        match got {
-            Ok(n) => return Ok(Some(n as usize)),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(err) => return Err(err),
-        }
-    }
-}
-
-/// One `recv` without blocking, its raw return value: for a fast path that
-/// needs only the count; anything but a count goes to [`recv_outcome`],
-/// at once (it reads `errno`).
-#[inline]
-pub(crate) fn recv_once(fd: RawFd, buf: &mut [u8]) -> isize {
     // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
-    unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) }
-}
-
-/// What [`recv`] returns, given the return value `ret` of a [`recv_once`]
-/// just made (an interrupted one is made again).
-#[cold]
-#[inline(never)]
-pub(crate) fn recv_outcome(fd: RawFd, buf: &mut [u8], ret: isize) -> io::Result<Option<usize>> {
-    match cvt(ret) {
-        Ok(n) => Ok(Some(n as usize)),
-        Err(err) if err.kind() == io::ErrorKind::Interrupted => recv(fd, buf),
-        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(err) => Err(err),
-    }
-}
-
-/// One `send` without blocking, its raw return value: for a fast path that
-/// needs only to know whether all of `buf` went; anything else goes to
-/// [`send_outcome`], at once (it reads `errno`).
-#[inline]
-pub(crate) fn send_once(fd: RawFd, buf: &[u8]) -> isize {
-    // SAFETY: `buf` is valid for `buf.len()` bytes of reads.
-    unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) }
-}
-
-/// What [`send`] returns, given the return value `ret` of a [`send_once`]
-/// just made (an interrupted one is made again).
-#[cold]
-#[inline(never)]
-pub(crate) fn send_outcome(fd: RawFd, buf: &[u8], ret: isize) -> io::Result<Option<usize>> {
-    match cvt(ret) {
-        Ok(n) => Ok(Some(n as usize)),
-        Err(err) if err.kind() == io::ErrorKind::Interrupted => send(fd, buf),
-        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(err) => Err(err),
-    }
+    let got =
+        nonblocking(|| unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })?;
+    Ok(got.map(|n| n as usize))
 }
 
 /// `send` without blocking; `Ok(None)` if the socket's buffer is full.
 #[inline]
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<Option<usize>> {
-    loop {
-        // SAFETY: `buf` is valid for `buf.len()` bytes of reads.
-        let sent = cvt(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) });
-        match sent {
-            Ok(n) => return Ok(Some(n as usize)),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(err) => return Err(err),
-        }
-    }
+    // SAFETY: `buf` is valid for `buf.len()` bytes of reads.
+    let sent = nonblocking(|| unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) })?;
+    Ok(sent.map(|n| n as usize))
 }
 
 /// The pending error of a socket (`SO_ERROR`), clearing it: how a

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use std::{mem, ptr};
 
 use libc::c_int;
-use tulip_selectors::sys::cvt;
+use tulip_selectors::mechanism::cvt;
 use tulip_selectors::{Backend, Events, Selector};
 
 /// The longest any test waits for something that must happen.
