@@ -6,12 +6,18 @@
 //! - `tulip_errno_location` / `tulip_errno_double_underscore`: the name of
 //!   the function behind `errno` (`__errno_location`, `__errno`; else `__error`).
 //! - `tulip_sigrtmax`: real-time signals exist, so `NSIG` is `SIGRTMAX() + 1`.
+//! - `tulip_coarse_clock`: `CLOCK_MONOTONIC_COARSE` exists (Linux, Android).
 //!
 //! `rustc-check-cfg` makes a misspelt alias a compile error.
 
 fn main() {
-    let aliases =
-        ["tulip_socket_flags", "tulip_errno_location", "tulip_errno_double_underscore", "tulip_sigrtmax"];
+    let aliases = [
+        "tulip_socket_flags",
+        "tulip_errno_location",
+        "tulip_errno_double_underscore",
+        "tulip_sigrtmax",
+        "tulip_coarse_clock",
+    ];
     for alias in aliases {
         println!("cargo::rustc-check-cfg=cfg({alias})");
     }
@@ -30,4 +36,5 @@ fn main() {
     enable("tulip_errno_location", matches!(os, "linux" | "dragonfly"));
     enable("tulip_errno_double_underscore", matches!(os, "android" | "netbsd" | "openbsd"));
     enable("tulip_sigrtmax", matches!(os, "linux" | "android"));
+    enable("tulip_coarse_clock", matches!(os, "linux" | "android"));
 }

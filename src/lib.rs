@@ -48,11 +48,11 @@ pub use coroutines::futures::{is_cancelled, Cancelled, Future};
 pub use coroutines::tasks::Task;
 pub use coroutines::timing::{gather, sleep, sleep_until, wait_for, AsEventLoop, Gather, Sleep, WaitFor};
 pub use event_loop::base_events::{BaseEventLoop, PollIo};
+pub use event_loop::events::LoopHandle;
 pub use event_loop::events::{AbstractEventLoop, ExceptionContext, Handle, LoopStats, TimerHandle};
 pub use event_loop::selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
-pub use event_loop::threadsafe::LoopHandle;
 pub use net::protocols::Protocol;
 pub use net::sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
 pub use net::transports::{Server, SocketAddress, Transport};

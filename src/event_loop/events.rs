@@ -9,9 +9,10 @@ use std::os::raw::c_int;
 use std::os::unix::io::RawFd;
 use std::panic::Location;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::LoopHandle;
+use crate::event_loop::threadsafe::Incoming;
 
 /// An event loop: callbacks run when things happen (Python's
 /// `asyncio.AbstractEventLoop`).
@@ -285,4 +286,70 @@ pub struct LoopStats {
     pub time_blocked: Duration,
     /// Time spent in `run_forever` not blocked: running callbacks and the loop itself.
     pub time_running: Duration,
+}
+
+/// A handle to a loop that other threads can hold: schedule callbacks and
+/// stop the loop, waking it if it is blocked in `select`. `Clone + Send + Sync`.
+///
+/// ```
+/// use std::thread;
+/// use tulip::{AbstractEventLoop, SelectorEventLoop};
+///
+/// let event_loop = SelectorEventLoop::new()?;
+/// let handle = event_loop.handle();
+/// let worker = thread::spawn(move || {
+///     handle.call_soon_threadsafe(|lp| {
+///         println!("hello from another thread");
+///         lp.stop();
+///     })
+/// });
+/// event_loop.run_forever()?;
+/// worker.join().unwrap()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct LoopHandle<L> {
+    pub(crate) incoming: Arc<Incoming<L>>,
+}
+
+impl<L> Clone for LoopHandle<L> {
+    fn clone(&self) -> Self {
+        LoopHandle { incoming: Arc::clone(&self.incoming) }
+    }
+}
+
+impl<L> fmt::Debug for LoopHandle<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopHandle").field("closed", &self.is_closed()).finish()
+    }
+}
+
+impl<L> LoopHandle<L> {
+    /// `true` once the loop was closed (or dropped).
+    pub fn is_closed(&self) -> bool {
+        self.incoming.is_closed()
+    }
+}
+
+impl<L: AbstractEventLoop> LoopHandle<L> {
+    /// Schedules `cb` on the loop from any thread, waking the loop if it is
+    /// blocked. Calls from one thread run in the order they were made.
+    ///
+    /// # Errors
+    ///
+    /// If the loop is closed, or waking it fails.
+    #[track_caller]
+    pub fn call_soon_threadsafe(&self, cb: impl FnOnce(&L) + Send + 'static) -> io::Result<()> {
+        self.incoming.push(Box::new(cb), Location::caller())
+    }
+
+    /// Stops the loop from any thread (like [`AbstractEventLoop::stop`]),
+    /// waking it if it is blocked.
+    ///
+    /// # Errors
+    ///
+    /// If the loop is closed.
+    #[track_caller]
+    pub fn stop(&self) -> io::Result<()> {
+        self.call_soon_threadsafe(|event_loop: &L| event_loop.stop())
+    }
 }

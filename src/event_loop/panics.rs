@@ -39,13 +39,36 @@ fn install_quiet_hook() {
 /// A caught panic: its message, and where it happened (`file:line:column`) if known.
 pub(crate) type Panic = (String, Option<String>);
 
+/// While alive, panics on this thread are loop callbacks' panics: the
+/// hook stays quiet about them and notes where they happened, for
+/// [`catch_quietly`] to report.
+pub(crate) struct Quiet(());
+
+impl Quiet {
+    pub(crate) fn new() -> Quiet {
+        install_quiet_hook();
+        CATCHING.with(|c| c.set(c.get() + 1));
+        Quiet(())
+    }
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        CATCHING.with(|c| c.set(c.get() - 1));
+    }
+}
+
 /// Runs `f`, catching a panic as `Err((message, location))`.
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
-    install_quiet_hook();
-    CATCHING.with(|c| c.set(c.get() + 1));
-    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
-    CATCHING.with(|c| c.set(c.get() - 1));
-    outcome.map_err(|payload| {
+    let _quiet = Quiet::new();
+    catch_quietly(f)
+}
+
+/// [`catch`] for a caller that holds a [`Quiet`] already (the run phase:
+/// one for the batch, a cheap `catch_unwind` per callback).
+#[inline]
+pub(crate) fn catch_quietly<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         let location = LAST_PANIC.with(|last| last.borrow_mut().take()).and_then(|(_, location)| location);
         (message(payload.as_ref()), location)
     })

@@ -368,6 +368,25 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
 }
 
 impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
+    /// A `select` of the selector, noting each ready key's slot and events
+    /// for `process_events`.
+    #[inline(never)]
+    fn select_now(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let mut selector = self.selector.borrow_mut();
+        let selector = selector.as_mut().ok_or_else(closed_error)?;
+        self.select_calls.set(self.select_calls.get() + 1);
+        let mut events = self.events.borrow_mut();
+        let selected = selector.select_each(timeout, &mut |key, ready| events.push((key.data.0, ready)));
+        match selected {
+            Ok(count) => self.events_received.set(self.events_received.get() + count as u64),
+            // Our selectors retry EINTR themselves (PEP 475); one of the
+            // user's may not. Nothing was reported: an empty iteration.
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+        Ok(())
+    }
+
     /// `true` when the selector is one of ours and watches nothing but the
     /// waker: then nothing can become ready without a blocking wait.
     fn only_the_waker_is_watched(&self) -> bool {
@@ -476,10 +495,9 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
         &self.engine
     }
 
-    /// One `select` of the selector, noting each ready key's slot and events.
+    /// One `select` of the selector (see `select_now`), unless it can be spared.
+    #[inline]
     fn select(&self, timeout: Option<Duration>) -> io::Result<()> {
-        let mut events = self.events.borrow_mut();
-        events.clear();
         if timeout == Some(Duration::ZERO)
             && !self.engine.ready().is_empty()
             && self.only_the_waker_is_watched()
@@ -490,26 +508,19 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
             // asked, as asyncio asks it.
             return Ok(());
         }
-        let mut selector = self.selector.borrow_mut();
-        let selector = selector.as_mut().ok_or_else(closed_error)?;
-        self.select_calls.set(self.select_calls.get() + 1);
-        let selected = selector.select_each(timeout, &mut |key, ready| events.push((key.data.0, ready)));
-        match selected {
-            Ok(count) => self.events_received.set(self.events_received.get() + count as u64),
-            // Our selectors retry EINTR themselves (PEP 475); one of the
-            // user's may not. Nothing was reported: an empty iteration.
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-        Ok(())
+        self.select_now(timeout)
     }
 
     /// Queues the reader and/or writer of each ready fd; drains the waker;
     /// runs the signal handlers of the signals that arrived.
+    #[inline]
     fn process_events(&self) {
+        let mut events = self.events.borrow_mut();
+        if events.is_empty() {
+            return;
+        }
         let mut signalled = false;
         {
-            let events = self.events.borrow();
             // The table holds live handlers only: removing or replacing one
             // cancels it and takes it out, so none is checked here.
             let table = self.handlers.borrow();
@@ -529,6 +540,8 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
                 }
             }
         }
+        events.clear();
+        drop(events);
         if signalled {
             self.dispatch_signals();
         }

@@ -1,16 +1,13 @@
-//! Scheduling from other threads: a mutex-protected queue that the ready
+//! Scheduling from other threads (the queue behind [`LoopHandle`](crate::LoopHandle)): a mutex-protected queue that the ready
 //! queue takes from before it adds anything, and a wake-up asked of the I/O
 //! layer only when the loop may be asleep, so a burst of calls costs at
 //! most one syscall.
 
-use std::fmt;
 use std::io;
 use std::panic::Location;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Release, SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-
-use crate::AbstractEventLoop;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub(crate) type SendCallback<L> = Box<dyn FnOnce(&L) + Send>;
 
@@ -23,7 +20,7 @@ struct Queue<L> {
     closed: bool,
 }
 
-/// What a loop shares with its [`LoopHandle`]s.
+/// What a loop shares with its [`LoopHandle`](crate::LoopHandle)s.
 pub(crate) struct Incoming<L> {
     queue: Mutex<Queue<L>>,
     /// `queue.callbacks` is not empty: lets the loop skip the lock. Written
@@ -49,7 +46,11 @@ impl<L> Incoming<L> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn push(&self, callback: SendCallback<L>, origin: &'static Location<'static>) -> io::Result<()> {
+    pub(crate) fn push(
+        &self,
+        callback: SendCallback<L>,
+        origin: &'static Location<'static>,
+    ) -> io::Result<()> {
         {
             let mut queue = self.lock();
             if queue.closed {
@@ -103,77 +104,11 @@ impl<L> Incoming<L> {
         drop(dropped);
     }
 
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed
     }
 }
 
 pub(crate) fn closed_error() -> io::Error {
     io::Error::other("event loop is closed")
-}
-
-/// A handle to a loop that other threads can hold: schedule callbacks and
-/// stop the loop, waking it if it is blocked in `select`. `Clone + Send + Sync`.
-///
-/// ```
-/// use std::thread;
-/// use tulip::{AbstractEventLoop, SelectorEventLoop};
-///
-/// let event_loop = SelectorEventLoop::new()?;
-/// let handle = event_loop.handle();
-/// let worker = thread::spawn(move || {
-///     handle.call_soon_threadsafe(|lp| {
-///         println!("hello from another thread");
-///         lp.stop();
-///     })
-/// });
-/// event_loop.run_forever()?;
-/// worker.join().unwrap()?;
-/// # Ok::<(), std::io::Error>(())
-/// ```
-pub struct LoopHandle<L> {
-    pub(crate) incoming: Arc<Incoming<L>>,
-}
-
-impl<L> Clone for LoopHandle<L> {
-    fn clone(&self) -> Self {
-        LoopHandle { incoming: Arc::clone(&self.incoming) }
-    }
-}
-
-impl<L> fmt::Debug for LoopHandle<L> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoopHandle").field("closed", &self.is_closed()).finish()
-    }
-}
-
-impl<L> LoopHandle<L> {
-    /// `true` once the loop was closed (or dropped).
-    pub fn is_closed(&self) -> bool {
-        self.incoming.is_closed()
-    }
-}
-
-impl<L: AbstractEventLoop> LoopHandle<L> {
-    /// Schedules `cb` on the loop from any thread, waking the loop if it is
-    /// blocked. Calls from one thread run in the order they were made.
-    ///
-    /// # Errors
-    ///
-    /// If the loop is closed, or waking it fails.
-    #[track_caller]
-    pub fn call_soon_threadsafe(&self, cb: impl FnOnce(&L) + Send + 'static) -> io::Result<()> {
-        self.incoming.push(Box::new(cb), Location::caller())
-    }
-
-    /// Stops the loop from any thread (like [`AbstractEventLoop::stop`]),
-    /// waking it if it is blocked.
-    ///
-    /// # Errors
-    ///
-    /// If the loop is closed.
-    #[track_caller]
-    pub fn stop(&self) -> io::Result<()> {
-        self.call_soon_threadsafe(|event_loop: &L| event_loop.stop())
-    }
 }
