@@ -34,7 +34,7 @@
 //! ```
 
 // Every unsafe block says why it is sound.
-#![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 pub use tulip_selectors as selectors;
 /// The Layer 1 names a loop user meets most, also at the crate root.
