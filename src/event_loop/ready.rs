@@ -13,7 +13,7 @@
 //! wait to be woken ("parked"), so that a `Send` waker can find its task
 //! by id, and so that closing the loop drops them.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::panic::Location;
 use std::rc::Rc;
@@ -245,20 +245,33 @@ impl<L: 'static> ReadyQueue<L> {
     }
 
     /// Queues `entry` to run on the next run phase; `false` (and `entry`
-    /// dropped) if the loop is closed. The one way in: calls other threads
-    /// made before this one are queued first, so the loop keeps one FIFO,
-    /// as asyncio's single deque.
+    /// dropped) if the loop is closed.
     #[inline(always)]
     pub(crate) fn push(&self, entry: ReadyCallback<L>) -> bool {
+        match self.open() {
+            Some(mut queue) => {
+                queue.push(entry);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The one way in: the queue, to push entries onto (one borrow for
+    /// many, as when a `select` reported many fds), or `None` if the loop
+    /// is closed. Calls other threads made before now are queued first, so
+    /// the loop keeps one FIFO, as asyncio's single deque. Nothing may run
+    /// a callback while it is held.
+    #[inline(always)]
+    pub(crate) fn open(&self) -> Option<RefMut<'_, Vec<ReadyCallback<L>>>> {
         if self.closed.get() {
-            return false;
+            return None;
         }
         let mut entries = self.entries.borrow_mut();
         if self.incoming.has_pending() {
             self.take_incoming(&mut entries);
         }
-        entries.push(entry);
-        true
+        Some(entries)
     }
 
     /// Queues a one-shot callback (`call_soon` without a handle); dropped

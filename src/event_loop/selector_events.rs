@@ -458,15 +458,13 @@ impl<S> BaseSelectorEventLoop<S> {
     /// it is in use, by a read inside a read: a protocol running a loop).
     #[inline]
     pub(crate) fn with_read_buffer<R>(&self, size: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-        match self.read_buffer.try_borrow_mut() {
-            Ok(mut buf) => {
-                if buf.len() != size {
-                    buf.resize(size, 0);
-                }
-                f(&mut buf)
-            }
-            Err(_) => f(&mut vec![0; size]),
+        let mut shared = self.read_buffer.try_borrow_mut().ok();
+        let mut fresh = Vec::new();
+        let buf = shared.as_deref_mut().unwrap_or(&mut fresh);
+        if buf.len() != size {
+            buf.resize(size, 0);
         }
+        f(buf)
     }
 }
 
@@ -520,7 +518,7 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
             return;
         }
         let mut signalled = false;
-        {
+        if let Some(mut queue) = self.engine.ready().open() {
             // The table holds live handlers only: removing or replacing one
             // cancels it and takes it out, so none is checked here.
             let table = self.handlers.borrow();
@@ -531,10 +529,10 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
                     Slot::User(slot) => {
                         let Some(handlers) = table.get(slot).and_then(Option::as_ref) else { continue };
                         if let (true, Some(reader)) = (ready.contains(Events::READ), &handlers.reader) {
-                            self.engine.ready().push(Rc::clone(reader));
+                            queue.push(Rc::clone(reader));
                         }
                         if let (true, Some(writer)) = (ready.contains(Events::WRITE), &handlers.writer) {
-                            self.engine.ready().push(Rc::clone(writer));
+                            queue.push(Rc::clone(writer));
                         }
                     }
                 }

@@ -149,7 +149,7 @@ pub(crate) fn start_connect(fd: RawFd, addr: &RawAddr) -> io::Result<Connect> {
 }
 
 /// `recv` without blocking; `Ok(None)` if nothing is there yet.
-#[inline]
+#[inline(always)]
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
     // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
     let got =
@@ -158,7 +158,7 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
 }
 
 /// `send` without blocking; `Ok(None)` if the socket's buffer is full.
-#[inline]
+#[inline(always)]
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<Option<usize>> {
     // SAFETY: `buf` is valid for `buf.len()` bytes of reads.
     let sent = nonblocking(|| unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) })?;
