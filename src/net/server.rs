@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::event_loop::ready::ReadyQueue;
 use crate::event_loop::selector_events::Release;
 use crate::net::socket_transport::{not_connected, SharedProtocol, SocketTransport, Stream};
-use crate::net::sockets::Listener;
+use crate::net::sockets::accept_one;
 use crate::net::transports::ServerImpl;
 use crate::selectors::Selector;
 use crate::{
@@ -39,10 +39,11 @@ enum Listening {
 }
 
 impl Listening {
-    fn accept(&self) -> io::Result<Stream> {
+    /// One waiting connection, if any (see [`accept_one`]).
+    fn accept(&self) -> io::Result<Option<Stream>> {
         Ok(match self {
-            Listening::Tcp(listener) => Stream::Tcp(listener.accept_nonblocking()?.0),
-            Listening::Unix(listener, _) => Stream::Unix(listener.accept_nonblocking()?.0),
+            Listening::Tcp(listener) => accept_one(listener)?.map(|(stream, _)| Stream::Tcp(stream)),
+            Listening::Unix(listener, _) => accept_one(listener)?.map(|(stream, _)| Stream::Unix(stream)),
         })
     }
 
@@ -83,16 +84,11 @@ impl<S: Selector<IoHandlers> + 'static> SocketServer<S> {
                 None => return,
             };
             match accepted {
-                Ok(stream) => {
+                Ok(Some(stream)) => {
                     self.accepted.set(self.accepted.get() + 1);
                     SocketTransport::start(event_loop, stream, (self.factory)(), None);
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                    ) => {}
+                Ok(None) => return,
                 Err(err) => {
                     let out_of_resources = matches!(
                         err.raw_os_error(),

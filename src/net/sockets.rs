@@ -193,21 +193,25 @@ impl<S: Selector<IoHandlers> + 'static, A: Listener> SockAccept<'_, S, A> {
             crate::selectors::mechanism::set_nonblocking(self.listener.as_raw_fd())?;
             self.nonblocking = true;
         }
-        loop {
-            match self.listener.accept_nonblocking() {
-                Ok(accepted) => return Ok(Some(accepted)),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.waiter.wait(cx)?;
-                    return Ok(None);
-                }
-                // The peer gave up before we accepted, or a signal: next one.
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(err) => return Err(err),
-            }
+        let accepted = accept_one(self.listener)?;
+        if accepted.is_none() {
+            self.waiter.wait(cx)?;
+        }
+        Ok(accepted)
+    }
+}
+
+/// Accepts one connection from a non-blocking listener; `Ok(None)` when
+/// none is waiting. A connection the peer gave up on before it was
+/// accepted, and an interrupted call, are skipped: the next one is taken.
+pub(crate) fn accept_one<A: Listener + ?Sized>(listener: &A) -> io::Result<Option<(A::Stream, A::Addr)>> {
+    loop {
+        match listener.accept_nonblocking() {
+            Ok(accepted) => return Ok(Some(accepted)),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(err)
+                if matches!(err.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => {}
+            Err(err) => return Err(err),
         }
     }
 }
