@@ -294,13 +294,23 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             old.cancel();
             garbage.push(old);
         }
-        if !events.contains(side) {
-            if let Err(err) = selector.modify(fd, events | side, IoHandlers(Slot::User(slot))) {
-                // The selector dropped the key: drop both handlers with it.
-                forget_refused(selector, fd);
-                self.drop_handlers(slot, garbage);
-                return Err(err);
-            }
+        let data = IoHandlers(Slot::User(slot));
+        let changed = if events.contains(side) {
+            // A handler replaced: the fd may have been closed and its number
+            // reused since the key was made, and epoll and kqueue forgot the
+            // closed file, so the key is registered again to watch whatever
+            // the number means now. (Without a syscall, as `modify` with the
+            // same events is, a replaced reader of a reused fd would never
+            // run.) poll and select make no syscall either way.
+            selector.unregister(fd).and_then(|_| selector.register(fd, events, data).map(drop))
+        } else {
+            selector.modify(fd, events | side, data).map(drop)
+        };
+        if let Err(err) = changed {
+            // The selector dropped the key: drop both handlers with it.
+            forget_refused(selector, fd);
+            self.drop_handlers(slot, garbage);
+            return Err(err);
         }
         Ok(())
     }
