@@ -9,6 +9,7 @@ use std::os::unix::io::RawFd;
 use std::slice;
 use std::time::{Duration, Instant};
 
+use crate::fork::{fork_generation, inherited_error};
 use crate::mechanism::Readiness;
 use crate::registry::Registry;
 use crate::syscall::is_interrupted;
@@ -85,6 +86,20 @@ pub trait Mechanism: Sized {
     ///
     /// The error of `close(2)`.
     fn close(self) -> io::Result<()>;
+
+    /// In a child process made by `fork()`: replaces the kernel state the
+    /// child shares with its parent by a fresh one of its own, empty
+    /// ([`BaseSelector`] then adds every registration again). The default
+    /// opens a new mechanism and drops the inherited one, which closes the
+    /// child's copy of its fds and nothing else.
+    ///
+    /// # Errors
+    ///
+    /// The error of creating the new kernel state.
+    fn after_fork(&mut self) -> io::Result<()> {
+        *self = Self::open()?;
+        Ok(())
+    }
 }
 
 /// A selector made of the shared bookkeeping and one [`Mechanism`].
@@ -98,6 +113,8 @@ pub struct BaseSelector<T, M> {
     pub(crate) mechanism: M,
     /// The last `select`'s result, reused so a warm `select` allocates nothing.
     ready: Vec<(RawFd, Events)>,
+    /// The fork generation the kernel state belongs to (see `fork.rs`).
+    born: u64,
 }
 
 impl<T, M: Mechanism> BaseSelector<T, M> {
@@ -107,7 +124,25 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     ///
     /// The error of creating the kernel handle, if the mechanism has one.
     pub fn new() -> io::Result<Self> {
-        Ok(BaseSelector { registry: Registry::new(), mechanism: M::open()?, ready: Vec::new() })
+        let born = fork_generation();
+        Ok(BaseSelector { registry: Registry::new(), mechanism: M::open()?, ready: Vec::new(), born })
+    }
+
+    /// `true` in a child process made by `fork()` since this selector was
+    /// made (or last given [`after_fork`](Selector::after_fork)): its kernel
+    /// state is the parent's, and it must not touch it.
+    #[inline]
+    fn inherited(&self) -> bool {
+        self.born != fork_generation()
+    }
+
+    /// Refuses to touch kernel state that belongs to the parent process.
+    #[inline]
+    fn check_not_inherited(&self) -> io::Result<()> {
+        if self.inherited() {
+            return Err(inherited_error("selector"));
+        }
+        Ok(())
     }
 
     /// Waits once or more until something is ready or `timeout` has passed,
@@ -248,6 +283,7 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
         }
         check_events(fd, events)?;
         M::check_fd(fd)?;
+        self.check_not_inherited()?;
         if self.registry.get(fd).is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -262,8 +298,11 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
     fn unregister(&mut self, fd: RawFd) -> io::Result<SelectorKey<T>> {
         let key = self.registry.remove(fd).ok_or_else(|| not_registered(fd))?;
         // The fd may already be closed (EBADF) or closed and reused (ENOENT):
-        // either way the kernel no longer watches it for us.
-        let _ = self.mechanism.remove(fd, key.events);
+        // either way the kernel no longer watches it for us. In a forked
+        // child the watch is the parent's: it stays.
+        if !self.inherited() {
+            let _ = self.mechanism.remove(fd, key.events);
+        }
         Ok(key)
     }
 
@@ -272,6 +311,7 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
         let old = self.registry.get(fd).ok_or_else(|| not_registered(fd))?.events;
         check_events(fd, events)?;
         if events != old {
+            self.check_not_inherited()?;
             if let Err(err) = self.mechanism.modify(fd, old, events) {
                 // bpo-30014: after a failed modify the kernel's view is unknown,
                 // so forget the key rather than keep one that may never fire.
@@ -288,6 +328,7 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
 
     #[inline]
     fn select(&mut self, timeout: Option<Duration>) -> io::Result<Selected<'_, T>> {
+        self.check_not_inherited()?;
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         ready.reserve(self.registry.len());
@@ -305,6 +346,7 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
         timeout: Option<Duration>,
         on_ready: &mut dyn FnMut(&SelectorKey<T>, Events),
     ) -> io::Result<usize> {
+        self.check_not_inherited()?;
         let mut count = 0;
         self.wait_until_ready(
             timeout,
@@ -335,6 +377,26 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
 
     fn close(self) -> io::Result<()> {
         self.mechanism.close()
+    }
+
+    /// A fresh kernel object for this process, with every key registered
+    /// again; a no-op in the process that made the selector.
+    fn after_fork(&mut self) -> io::Result<()> {
+        if !self.inherited() {
+            return Ok(());
+        }
+        self.mechanism.after_fork()?;
+        self.born = fork_generation();
+        let keys: Vec<(RawFd, Events)> = self.registry.keys().map(|key| (key.fd, key.events)).collect();
+        let mut first_error = None;
+        for (fd, events) in keys {
+            if let Err(err) = self.mechanism.add(fd, events) {
+                // As after a refused register: no key is kept for it.
+                self.registry.remove(fd);
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 

@@ -42,6 +42,7 @@ compile_error!(
 mod backend;
 mod base;
 mod events;
+mod fork;
 mod key;
 // Compiled everywhere so its tests run on Linux too; only kqueue uses it.
 #[cfg_attr(not(tulip_kqueue), allow(dead_code))]
@@ -112,8 +113,9 @@ pub type PollSelector<T> = BaseSelector<T, poll::Poll>;
 pub mod mechanism {
     pub use crate::base::Mechanism;
     pub use crate::events::Readiness;
+    pub use crate::fork::fork_generation;
     pub use crate::syscall::{
-        cvt, drain, is_interrupted, nonblocking, nonblocking_pipe, read_nonblocking, set_cloexec,
+        cvt, drain, is_interrupted, nonblocking, nonblocking_pipe, read_nonblocking, replace_fd, set_cloexec,
         set_nonblocking, write_nonblocking, SyscallReturn,
     };
     pub use crate::timeout::{as_millis_rounded_up, clamped, LONGEST_WAIT};

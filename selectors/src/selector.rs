@@ -124,6 +124,23 @@ pub trait Selector<T> {
     /// Which kernel mechanism this selector uses.
     fn backend(&self) -> Backend;
 
+    /// In a child process made by `fork()`, gives this selector kernel
+    /// state of its own, with the same registrations (libuv's
+    /// `uv_loop_fork`). Until then an inherited selector refuses
+    /// `register`, `modify` and `select`, and `unregister`, `close` and
+    /// drop leave the parent's kernel state alone: epoll's interest list is
+    /// shared with the parent, and an `EPOLL_CTL_DEL` in the child would
+    /// remove the parent's registration. A no-op where nothing was
+    /// inherited; the default does nothing.
+    ///
+    /// # Errors
+    ///
+    /// The error of creating the new kernel object or adding an fd to it
+    /// (such an fd's key is dropped).
+    fn after_fork(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Closes the kernel handle (if any), reporting the error that `Drop`
     /// would ignore. Through a `Box<dyn Selector<T>>` this can only drop it.
     ///
@@ -169,6 +186,9 @@ impl<T, S: Selector<T> + ?Sized> Selector<T> for Box<S> {
     }
     fn backend(&self) -> Backend {
         (**self).backend()
+    }
+    fn after_fork(&mut self) -> io::Result<()> {
+        (**self).after_fork()
     }
     /// A boxed selector may be unsized (`dyn Selector`), so it cannot be moved
     /// out to call its own `close`: dropping it closes the handle, ignoring errors.

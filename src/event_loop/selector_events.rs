@@ -196,6 +196,31 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         Ok(self.selector.borrow().as_ref().ok_or_else(closed_error)?.backend())
     }
 
+    /// In a child process made by `fork()`, gives the loop kernel state of
+    /// its own (libuv's `uv_loop_fork`): a fresh selector object with the
+    /// same readers and writers, a fresh waker, and a fresh signal pipe.
+    /// The parent and the child share the inherited epoll instance, waker
+    /// and signal pipe, so until then the child's loop refuses to run
+    /// (`run_forever` returns the selector's error), and closing or
+    /// dropping it leaves the parent's state alone: no `EPOLL_CTL_DEL`, and
+    /// the child's signals are not written into the parent's pipe. A no-op
+    /// in the process that made the loop. Timers, queued callbacks and
+    /// tasks carry over as they are.
+    ///
+    /// # Errors
+    ///
+    /// If the loop is closed, or a new kernel object cannot be made (an fd
+    /// that cannot be registered again loses its handlers).
+    pub fn after_fork(&self) -> io::Result<()> {
+        let mut selector = self.selector.borrow_mut();
+        let selector = selector.as_mut().ok_or_else(closed_error)?;
+        // The waker and the signal pipe keep their fd numbers, so their
+        // keys fit the new objects the selector then registers.
+        self.waker.after_fork()?;
+        self.signals.borrow_mut().after_fork()?;
+        selector.after_fork()
+    }
+
     /// How many fds have a reader, a writer or both (the loop's own
     /// wake-up and signal fds not counted).
     pub fn watched_fds(&self) -> usize {
