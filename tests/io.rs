@@ -562,7 +562,39 @@ fn a_reader_replaced_on_a_closed_fd_is_an_error_or_still_watched<L: TestLoop>(lp
     }
 }
 
+fn the_io_safe_forms_take_a_borrowed_socket<L: TestLoop>(lp: L) {
+    let (mut a, b) = socketpair();
+    let runs = counter();
+    let r = Rc::clone(&runs);
+    lp.add_reader_fd(&b, move |lp| {
+        r.set(r.get() + 1);
+        lp.stop();
+    })
+    .unwrap();
+    lp.add_writer_fd(&b, |_| {}).unwrap();
+    assert!(lp.remove_writer_fd(&b).unwrap());
+    a.write_all(b"x").unwrap();
+    run_bounded(&lp, LIMIT);
+    assert_eq!(runs.get(), 1);
+    assert!(lp.remove_reader_fd(&b).unwrap());
+    assert!(!lp.remove_reader_fd(&b).unwrap());
+    // The origin of a handler added the I/O-safe way is the caller's line.
+    let seen: Rc<RefCell<Vec<ExceptionContext>>> = Rc::default();
+    let s = Rc::clone(&seen);
+    lp.set_exception_handler(Some(Box::new(move |_, ctx| s.borrow_mut().push(ctx.clone()))));
+    let line2 = line!() + 1;
+    lp.add_reader_fd(&b, |lp| {
+        lp.stop();
+        panic!("boom");
+    })
+    .unwrap();
+    run_bounded(&lp, LIMIT);
+    let origin = seen.borrow()[0].origin.unwrap();
+    assert_eq!((origin.file(), origin.line()), (file!(), line2));
+}
+
 per_backend!(
+    the_io_safe_forms_take_a_borrowed_socket,
     a_reader_added_again_after_its_fd_was_closed_and_reused_runs,
     a_reader_replaced_on_a_closed_fd_is_an_error_or_still_watched,
     a_reader_runs_when_data_arrives,

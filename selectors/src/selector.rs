@@ -1,5 +1,5 @@
 use std::io;
-use std::os::unix::io::RawFd;
+use std::os::unix::io::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use crate::{Backend, Events, Keys, Selected, SelectorKey};
@@ -40,6 +40,43 @@ pub trait Selector<T> {
     /// - Any error the kernel returns (such as `EBADF` from `epoll_ctl` for a
     ///   closed fd); nothing is registered then.
     fn register(&mut self, fd: RawFd, events: Events, data: T) -> io::Result<&SelectorKey<T>>;
+
+    /// [`register`](Self::register) for an fd borrowed from its owner (a
+    /// socket's `as_fd()`): the I/O-safe form, which cannot be handed a
+    /// closed or made-up number. Prefer it whenever you hold the socket.
+    ///
+    /// Why it matters: an fd number is reused as soon as it is closed.
+    /// `epoll` and `kqueue` watch the open file behind the number, `poll`
+    /// and `select` the number itself; a registration made for a number
+    /// that was closed (or that now names another file) watches the wrong
+    /// thing, or nothing, without a word. The borrow proves the file is
+    /// open *now*; the registration outlives it, so unregister before the
+    /// owner closes the fd, as with the `RawFd` forms.
+    ///
+    /// # Errors
+    ///
+    /// As [`register`](Self::register).
+    fn register_fd(&mut self, fd: BorrowedFd<'_>, events: Events, data: T) -> io::Result<&SelectorKey<T>> {
+        self.register(fd.as_raw_fd(), events, data)
+    }
+
+    /// [`modify`](Self::modify) for a borrowed fd (see [`register_fd`](Self::register_fd)).
+    ///
+    /// # Errors
+    ///
+    /// As [`modify`](Self::modify).
+    fn modify_fd(&mut self, fd: BorrowedFd<'_>, events: Events, data: T) -> io::Result<&SelectorKey<T>> {
+        self.modify(fd.as_raw_fd(), events, data)
+    }
+
+    /// [`unregister`](Self::unregister) for a borrowed fd (see [`register_fd`](Self::register_fd)).
+    ///
+    /// # Errors
+    ///
+    /// As [`unregister`](Self::unregister).
+    fn unregister_fd(&mut self, fd: BorrowedFd<'_>) -> io::Result<SelectorKey<T>> {
+        self.unregister(fd.as_raw_fd())
+    }
 
     /// Stops watching `fd` and returns its key.
     ///
