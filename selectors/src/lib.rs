@@ -25,7 +25,7 @@
 //! [`BaseSelector`] holds everything the backends share: argument checks, the
 //! fd → [`SelectorKey`] table, the error rules, and the wait loop that rounds
 //! timeouts up, clamps huge ones and retries after `EINTR`. Each backend is a
-//! [`Mechanism`] in its own module, holding only its syscalls and the meaning
+//! [`Mechanism`](mechanism::Mechanism) in its own module, holding only its syscalls and the meaning
 //! of its event bits: [`select`](SelectSelector), [`poll`](PollSelector),
 //! `epoll` (Linux, Android) and `kqueue` (macOS, iOS, the BSDs).
 //! [`DefaultSelector`] is the best one for the target; [`Backend::open`]
@@ -33,6 +33,8 @@
 
 // Every unsafe block holds one operation and says why it is sound.
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+// docs.rs (nightly) marks what exists only on some targets.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(unix))]
 compile_error!(
@@ -60,12 +62,15 @@ cfg_if::cfg_if! {
     if #[cfg(tulip_epoll)] {
         mod epoll;
         /// A selector over `epoll(7)`: O(ready fds) per `select`.
+        #[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "android"))))]
         pub type EpollSelector<T> = BaseSelector<T, epoll::Epoll>;
         /// The best selector for this target: epoll here.
         pub type DefaultSelector<T> = EpollSelector<T>;
     } else if #[cfg(tulip_kqueue)] {
         mod kqueue;
         /// A selector over `kqueue(2)`: O(ready fds) per `select`.
+        #[cfg_attr(docsrs, doc(cfg(any(target_vendor = "apple", target_os = "freebsd", target_os = "netbsd",
+                                       target_os = "openbsd", target_os = "dragonfly"))))]
         pub type KqueueSelector<T> = BaseSelector<T, kqueue::Kqueue>;
         /// The best selector for this target: kqueue here.
         pub type DefaultSelector<T> = KqueueSelector<T>;
@@ -98,13 +103,13 @@ pub type PollSelector<T> = BaseSelector<T, poll::Poll>;
 
 /// Write your own backend: what every backend here is made of.
 ///
-/// A backend is a [`Mechanism`]: its kernel calls and the translation of
-/// its event bits into a [`Readiness`]. [`BaseSelector<T, M>`](crate::BaseSelector)
+/// A backend is a [`Mechanism`](mechanism::Mechanism): its kernel calls and the translation of
+/// its event bits into a [`Readiness`](mechanism::Readiness). [`BaseSelector<T, M>`](crate::BaseSelector)
 /// adds everything the backends share (argument checks, the fd → key
 /// table, the error rules, rounding, clamping and `EINTR` retries), so
-/// `BaseSelector<T, YourMechanism>` is a complete [`Selector`](crate::Selector).
+/// `BaseSelector<T, YourMechanism>` is a complete [`Selector`].
 /// The helpers below are the ones the crate's own backends use: one
-/// syscall wrapper ([`cvt`]) and its retry rules, pipes, and timeout
+/// syscall wrapper ([`cvt`](mechanism::cvt)) and its retry rules, pipes, and timeout
 /// conversions that never wake early. The event loop crate (`tulip`) uses
 /// them too, so there is one of each in the project.
 ///
@@ -127,3 +132,9 @@ pub mod mechanism {
     pub use crate::poll::Poll;
     pub use crate::select::Select;
 }
+
+/// Compiles and runs the crate README's example as a doctest, so it cannot
+/// drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
