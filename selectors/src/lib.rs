@@ -43,6 +43,7 @@ compile_error!(
 
 mod backend;
 mod base;
+mod capabilities;
 mod events;
 mod fork;
 mod key;
@@ -82,6 +83,7 @@ cfg_if::cfg_if! {
 
 pub use backend::Backend;
 pub use base::{BaseSelector, Selected};
+pub use capabilities::{Capabilities, ClosedFd, FdLimit, SelectCost, Watches};
 pub use events::{Events, EVENT_READ, EVENT_WRITE};
 pub use key::SelectorKey;
 pub use registry::Keys;
