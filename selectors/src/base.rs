@@ -9,7 +9,7 @@ use std::os::unix::io::RawFd;
 use std::slice;
 use std::time::{Duration, Instant};
 
-use crate::fork::{fork_generation, inherited_error};
+use crate::fork::{current_generation, fork_generation, inherited_error};
 use crate::mechanism::Readiness;
 use crate::registry::Registry;
 use crate::syscall::is_interrupted;
@@ -133,7 +133,8 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     /// state is the parent's, and it must not touch it.
     #[inline]
     fn inherited(&self) -> bool {
-        self.born != fork_generation()
+        // `new` installed the handler (fork_generation), so a load will do.
+        self.born != current_generation()
     }
 
     /// Refuses to touch kernel state that belongs to the parent process.

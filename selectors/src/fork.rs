@@ -31,6 +31,14 @@ pub fn fork_generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
 
+/// The current fork generation, for objects made after
+/// [`fork_generation`] installed the handler (every selector's
+/// constructor calls it): one atomic load, inlined into `select`.
+#[inline]
+pub(crate) fn current_generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
+}
+
 /// The error of an inherited object used before `after_fork`.
 pub(crate) fn inherited_error(what: &str) -> std::io::Error {
     std::io::Error::other(format!(

@@ -7,3 +7,4 @@ pub(crate) mod selector_events;
 pub(crate) mod signals;
 pub(crate) mod threadsafe;
 pub(crate) mod timers;
+pub mod trace;
