@@ -16,7 +16,7 @@ use std::{fmt, mem, ptr};
 
 use crate::fork::fork_generation;
 use crate::kqueue_records::{merge_records, Filter, KernelRecord};
-use crate::mechanism::{Mechanism, Readiness};
+use crate::mechanism::{Change, Mechanism, Readiness};
 use crate::syscall::cvt;
 use crate::timeout::clamped;
 use crate::{Backend, BaseSelector, Events};
@@ -232,6 +232,55 @@ impl Mechanism for Kqueue {
         self.records.clear();
         self.records.extend(self.buffer[..returned].iter().map(record));
         Ok(merge_records(&mut self.records, on_ready))
+    }
+
+    fn describe_open(&self) -> Option<(&'static str, RawFd)> {
+        Some(("kqueue()", self.kqueue_fd.fd))
+    }
+
+    fn describe_change(&self, change: Change) -> Vec<String> {
+        let (fd, events, op) = match change {
+            Change::Add(fd, events) => (fd, events, "EV_ADD"),
+            Change::Remove(fd, events) => (fd, events, "EV_DELETE"),
+            // modify adds the filters that come and deletes those that go.
+            Change::Modify(fd, old, new) => {
+                let mut calls = self.describe_change(Change::Add(fd, new - old));
+                calls.extend(self.describe_change(Change::Remove(fd, old - new)));
+                return calls;
+            }
+        };
+        interests(events)
+            .map(|interest| {
+                let filter = if interest == Interest::Read { "EVFILT_READ" } else { "EVFILT_WRITE" };
+                format!("kevent({}, [{{ident={fd}, {filter}, {op}}}], 1, NULL, 0, NULL)", self.kqueue_fd.fd)
+            })
+            .collect()
+    }
+
+    fn describe_wait(&self, timeout: Option<Duration>, _reported: &[(RawFd, Readiness)]) -> (String, String) {
+        let timeout = match timeout {
+            None => "NULL".to_owned(),
+            Some(t) => {
+                let t = clamped(t);
+                format!("{{{}, {}}}", t.as_secs(), t.subsec_nanos())
+            }
+        };
+        let call = format!("kevent({}, NULL, 0, max={}, {timeout})", self.kqueue_fd.fd, self.buffer.len());
+        let records: Vec<String> = self
+            .records
+            .iter()
+            .map(|record| {
+                let filter = match record.filter {
+                    Filter::Read => "EVFILT_READ",
+                    Filter::Write => "EVFILT_WRITE",
+                    Filter::Other => "EVFILT_?",
+                };
+                let eof = if record.eof { "|EV_EOF" } else { "" };
+                let error = if record.error { "|EV_ERROR" } else { "" };
+                format!("fd {} {filter}{eof}{error}", record.fd)
+            })
+            .collect();
+        (call, format!("[{}]", records.join(", ")))
     }
 
     fn close(self) -> io::Result<()> {

@@ -54,6 +54,7 @@ mod registry;
 mod selector;
 mod syscall;
 mod timeout;
+pub mod transcript;
 mod waker;
 
 mod poll;
@@ -118,7 +119,7 @@ pub type PollSelector<T> = BaseSelector<T, poll::Poll>;
 /// This module is the crate's extension point. Users of the selectors
 /// themselves need none of it.
 pub mod mechanism {
-    pub use crate::base::Mechanism;
+    pub use crate::base::{Change, Mechanism};
     pub use crate::events::Readiness;
     pub use crate::fork::fork_generation;
     pub use crate::syscall::{

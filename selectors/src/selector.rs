@@ -2,6 +2,7 @@ use std::io;
 use std::os::unix::io::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
+use crate::transcript::Observer;
 use crate::{Backend, Events, Keys, Selected, SelectorKey};
 
 /// A readiness selector: Python's `selectors.BaseSelector`.
@@ -161,6 +162,14 @@ pub trait Selector<T> {
     /// Which kernel mechanism this selector uses.
     fn backend(&self) -> Backend;
 
+    /// Tells `observer` of every system call this selector makes from now
+    /// on, in the kernel's words (`None`: stop); see
+    /// [`transcript`](crate::transcript). The default (a selector of your
+    /// own) drops it.
+    fn set_observer(&mut self, observer: Option<Box<dyn Observer>>) {
+        drop(observer);
+    }
+
     /// In a child process made by `fork()`, gives this selector kernel
     /// state of its own, with the same registrations (libuv's
     /// `uv_loop_fork`). Until then an inherited selector refuses
@@ -226,6 +235,9 @@ impl<T, S: Selector<T> + ?Sized> Selector<T> for Box<S> {
     }
     fn after_fork(&mut self) -> io::Result<()> {
         (**self).after_fork()
+    }
+    fn set_observer(&mut self, observer: Option<Box<dyn Observer>>) {
+        (**self).set_observer(observer)
     }
     /// A boxed selector may be unsized (`dyn Selector`), so it cannot be moved
     /// out to call its own `close`: dropping it closes the handle, ignoring errors.

@@ -455,6 +455,15 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         self.engine.set_observer(observer);
     }
 
+    /// Tells `observer` of every system call the loop's selector makes (see
+    /// [`tulip_selectors::transcript`](crate::selectors::transcript)); `None`
+    /// stops it. `TULIP_TRACE=1` sets one that prints to stderr.
+    pub fn set_syscall_observer(&self, observer: Option<Box<dyn crate::selectors::transcript::Observer>>) {
+        if let Some(selector) = self.selector.borrow_mut().as_mut() {
+            selector.set_observer(observer);
+        }
+    }
+
     /// `true` when the selector is one of ours and watches nothing but the
     /// waker: then nothing can become ready without a blocking wait.
     fn only_the_waker_is_watched(&self) -> bool {
