@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every example of the crate (a new one must be added here, and answer `--help`).
-const EXAMPLES: [&str; 7] = [
+const EXAMPLES: [&str; 8] = [
     "compare_backends",
     "echo_async",
     "echo_callbacks",
@@ -23,6 +23,7 @@ const EXAMPLES: [&str; 7] = [
     "echo_protocol",
     "seed_server",
     "timers",
+    "tour",
 ];
 
 /// The built example `name`: next to this test binary's directory.
@@ -148,4 +149,70 @@ fn every_example_server_backs_off_when_out_of_fds_and_serves_again() {
         echo_once(&mut last, b"still serving");
         assert!(started.elapsed() < Duration::from_secs(10), "{name}");
     }
+}
+
+/// Runs `command` to the end, within `limit`; its stdout and stderr.
+fn run_bounded(mut command: Command, limit: Duration) -> (String, String) {
+    let mut child = command.spawn().unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (out.join().unwrap(), err.join().unwrap())
+}
+
+/// The seed tour runs to the end by itself, every slide there, with the
+/// system calls of every backend on screen.
+#[test]
+fn the_tour_runs_to_the_end_with_the_transcript() {
+    let (stdout, stderr) = run_bounded(example("tour"), Duration::from_secs(30));
+    for slide in ["== 1. Polling", "== 2. The event loop", "== 3. Coroutines", "== 4. The closing demo"] {
+        assert!(stdout.contains(slide), "no {slide:?} in\n{stdout}\n{stderr}");
+    }
+    for call in ["poll([", "select(nfds="] {
+        assert!(stdout.contains(call), "no {call:?} in\n{stdout}");
+    }
+    if tulip::selectors::Backend::available().contains(&tulip::selectors::Backend::Epoll) {
+        assert!(stdout.contains("epoll_wait("), "{stdout}");
+    }
+    assert!(stdout.contains("BaseSelectorEventLoop<S>"), "{stdout}");
+    assert!(stdout.contains("#1 "), "the loop's iteration record: {stdout}");
+    assert!(stdout.contains("listening on 127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("the tour is over"), "{stdout}");
+}
+
+/// `TULIP_TRACE=1` turns both transcripts on for an example that knows
+/// nothing of them: the selector's system calls and the loop's iterations,
+/// on stderr.
+#[test]
+fn tulip_trace_prints_the_syscalls_and_the_iterations() {
+    let mut command = example("timers");
+    command.env("TULIP_TRACE", "1");
+    let (stdout, stderr) = run_bounded(command, Duration::from_secs(30));
+    assert!(stdout.contains("run_forever returned"), "{stdout}");
+    let calls = ["epoll_wait(", "poll(", "select(nfds=", "kevent("];
+    assert!(calls.iter().any(|call| stderr.contains(call)), "no system call in\n{stderr}");
+    assert!(stderr.contains("#1 "), "no iteration record in\n{stderr}");
+    assert!(stderr.contains("timer fired (scheduled at examples/timers.rs:"), "{stderr}");
+    let (_, quiet) = run_bounded(example("timers"), Duration::from_secs(30));
+    assert!(!quiet.contains("#1 "), "without TULIP_TRACE nothing is traced: {quiet}");
 }

@@ -203,8 +203,8 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     fn note_change(&mut self, change: Change, outcome: &io::Result<()>) {
         let result = transcript::result(outcome.as_ref().map(|()| 0));
         let operation = match change {
-            Change::Add(fd, events) => format!("register(fd {fd}, {})", words(events)),
-            Change::Modify(fd, _, events) => format!("modify(fd {fd}, {})", words(events)),
+            Change::Add(fd, events) => format!("register(fd {fd}, {events})"),
+            Change::Modify(fd, _, events) => format!("modify(fd {fd}, {events})"),
             Change::Remove(fd, _) => format!("unregister(fd {fd})"),
         };
         for call in self.mechanism.describe_change(change) {
@@ -365,16 +365,6 @@ fn deliver<T, F: FnMut(&SelectorKey<T>, Events)>(
         if !events.is_empty() {
             sink(key, events);
         }
-    }
-}
-
-/// `READ`, `WRITE` or `READ|WRITE`, for the transcript.
-fn words(events: Events) -> &'static str {
-    match (events.contains(Events::READ), events.contains(Events::WRITE)) {
-        (true, true) => "READ|WRITE",
-        (true, false) => "READ",
-        (false, true) => "WRITE",
-        (false, false) => "nothing",
     }
 }
 
