@@ -43,6 +43,7 @@ pub use tulip_selectors::{Backend, DefaultSelector, Events, Selector, SelectorKe
 mod coroutines;
 mod event_loop;
 mod net;
+pub mod testing;
 
 pub use coroutines::futures::{is_cancelled, Cancelled, Future};
 pub use coroutines::tasks::Task;

@@ -31,12 +31,13 @@ pub trait PollIo: Sized + 'static {
 
     /// Waits for I/O at most `timeout` (`None`: until something happens,
     /// or until the engine's wake-up is called), and keeps what became
-    /// ready for [`process_events`](Self::process_events).
+    /// ready for [`process_events`](Self::process_events). Returns how
+    /// many fds were ready.
     ///
     /// # Errors
     ///
     /// The selector's error; `run_forever` returns it.
-    fn select(&self, timeout: Option<Duration>) -> io::Result<()>;
+    fn select(&self, timeout: Option<Duration>) -> io::Result<usize>;
 
     /// Queues the callbacks of what the last [`select`](Self::select) found
     /// ready: the readers and writers of the ready fds.
@@ -82,6 +83,24 @@ fn coarse_nanos() -> u64 {
 
 type ExceptionHandler<L> = Rc<dyn Fn(&L, &ExceptionContext)>;
 
+/// The loop's clock: the monotonic clock, or, for tests, virtual time that
+/// moves only when the loop would otherwise wait for a timer (or when the
+/// test says so), so that timers fire in order without real sleeping.
+enum Clock {
+    Monotonic,
+    Virtual(Cell<Instant>),
+}
+
+impl Clock {
+    #[inline]
+    fn now(&self) -> Instant {
+        match self {
+            Clock::Monotonic => Instant::now(),
+            Clock::Virtual(now) => now.get(),
+        }
+    }
+}
+
 /// The scheduling engine of a loop of type `L`, kept inside `L`.
 pub struct BaseEventLoop<L> {
     /// Shared (`Rc`) with what queues callbacks without a `&L`: wakers,
@@ -101,6 +120,7 @@ pub struct BaseEventLoop<L> {
     tracing: Cell<bool>,
     /// The record of the iteration under way, while tracing.
     record: RefCell<Iteration>,
+    clock: Clock,
 }
 
 impl<L> BaseEventLoop<L> {
@@ -155,6 +175,39 @@ impl<L: PollIo> BaseEventLoop<L> {
             observer: RefCell::new(None),
             tracing: Cell::new(false),
             record: RefCell::new(Iteration::default()),
+            clock: Clock::Monotonic,
+        }
+    }
+
+    /// Makes the loop's clock virtual (see `Clock`), starting now.
+    pub(crate) fn use_virtual_clock(&mut self) {
+        self.clock = Clock::Virtual(Cell::new(Instant::now()));
+    }
+
+    /// The loop's time: the monotonic clock, read at each call (or the
+    /// virtual clock of a [`TestLoop`](crate::testing::TestLoop)).
+    #[inline]
+    pub fn time(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Moves a virtual clock forward by `by`: timers due by then run on
+    /// the next iteration.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) if the loop's clock
+    /// is the real one (time cannot be made to pass).
+    pub fn advance(&self, by: Duration) -> io::Result<()> {
+        match &self.clock {
+            Clock::Virtual(now) => {
+                now.set(now.get() + by);
+                Ok(())
+            }
+            Clock::Monotonic => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "advance: this loop runs on the real clock (only a TestLoop's time can be moved)",
+            )),
         }
     }
 
@@ -212,7 +265,7 @@ impl<L: PollIo> BaseEventLoop<L> {
     #[track_caller]
     pub fn call_later<F: FnOnce(&L) + 'static>(&self, delay: Duration, cb: F) -> TimerHandle {
         // Far enough in the future is forever: don't overflow `Instant`.
-        let now = Instant::now();
+        let now = self.clock.now();
         let when = now.checked_add(delay).unwrap_or_else(|| far_future(now));
         self.call_at(when, cb)
     }
@@ -337,7 +390,7 @@ impl<L: PollIo> BaseEventLoop<L> {
         };
         let timeout = match reason {
             TimeoutReason::CallbacksReady | TimeoutReason::StopPending => Some(Duration::ZERO),
-            TimeoutReason::Timer(when) => Some(when.saturating_duration_since(Instant::now())),
+            TimeoutReason::Timer(when) => Some(when.saturating_duration_since(self.clock.now())),
             TimeoutReason::NothingToWaitFor => None,
         };
         if recording {
@@ -353,7 +406,10 @@ impl<L: PollIo> BaseEventLoop<L> {
     #[inline(always)]
     fn select(&self, event_loop: &L, mut timeout: Option<Duration>, recording: bool) -> io::Result<()> {
         if timeout == Some(Duration::ZERO) {
-            return event_loop.select(timeout);
+            return event_loop.select(timeout).map(drop);
+        }
+        if let Clock::Virtual(now) = &self.clock {
+            return self.select_in_virtual_time(event_loop, timeout, now);
         }
         if !self.incoming.about_to_sleep() {
             timeout = Some(Duration::ZERO);
@@ -367,7 +423,36 @@ impl<L: PollIo> BaseEventLoop<L> {
         if let Some(precise) = precise {
             self.record.borrow_mut().blocked = precise.elapsed();
         }
-        selected
+        selected.map(drop)
+    }
+
+    /// Step 3 on a virtual clock: what is ready is taken without waiting;
+    /// if nothing is, and the loop would sleep until a timer, that time
+    /// passes at once. With no timer at all, only I/O or another thread can
+    /// wake the loop, and it waits for them as a real loop does.
+    #[cold]
+    #[inline(never)]
+    fn select_in_virtual_time(
+        &self,
+        event_loop: &L,
+        timeout: Option<Duration>,
+        now: &Cell<Instant>,
+    ) -> io::Result<()> {
+        if event_loop.select(Some(Duration::ZERO))? > 0 {
+            return Ok(());
+        }
+        match timeout {
+            Some(wait) => {
+                now.set(now.get() + wait);
+                Ok(())
+            }
+            None => {
+                let timeout = if self.incoming.about_to_sleep() { None } else { Some(Duration::ZERO) };
+                let selected = event_loop.select(timeout);
+                self.incoming.awake();
+                selected.map(drop)
+            }
+        }
     }
 
     /// Step 5.
@@ -375,7 +460,7 @@ impl<L: PollIo> BaseEventLoop<L> {
     fn move_due_timers(&self, recording: bool) {
         let mut timers = self.timers.borrow_mut();
         if timers.earliest().is_some() {
-            timers.pop_due(Instant::now(), |entry| {
+            timers.pop_due(self.clock.now(), |entry| {
                 if recording {
                     self.record.borrow_mut().timers_fired.push(entry.origin());
                 }

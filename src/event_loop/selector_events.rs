@@ -149,6 +149,14 @@ impl BaseSelectorEventLoop<DefaultSelector<IoHandlers>> {
     pub fn new() -> io::Result<Self> {
         Self::with_selector(DefaultSelector::new()?)
     }
+
+    /// A loop over [`DefaultSelector`] on virtual time (what
+    /// [`TestLoop`](crate::testing::TestLoop) wraps).
+    pub(crate) fn with_virtual_clock() -> io::Result<Self> {
+        let mut event_loop = Self::new()?;
+        event_loop.engine.use_virtual_clock();
+        Ok(event_loop)
+    }
 }
 
 fn next_loop_id() -> u64 {
@@ -226,6 +234,17 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         self.waker.after_fork()?;
         self.signals.borrow_mut().after_fork()?;
         selector.after_fork()
+    }
+
+    /// Moves the loop's clock forward by `by`, if it is virtual (a
+    /// [`TestLoop`](crate::testing::TestLoop)'s): the timers due by then run
+    /// on the next iteration.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) on the real clock.
+    pub fn advance(&self, by: Duration) -> io::Result<()> {
+        self.engine.advance(by)
     }
 
     /// How many fds have a reader, a writer or both (the loop's own
@@ -413,20 +432,22 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// A `select` of the selector, noting each ready key's slot and events
     /// for `process_events`.
     #[inline(never)]
-    fn select_now(&self, timeout: Option<Duration>) -> io::Result<()> {
+    fn select_now(&self, timeout: Option<Duration>) -> io::Result<usize> {
         let mut selector = self.selector.borrow_mut();
         let selector = selector.as_mut().ok_or_else(closed_error)?;
         self.select_calls.set(self.select_calls.get() + 1);
         let mut events = self.events.borrow_mut();
         let selected = selector.select_each(timeout, &mut |key, ready| events.push((key.data.0, ready)));
         match selected {
-            Ok(count) => self.events_received.set(self.events_received.get() + count as u64),
+            Ok(count) => {
+                self.events_received.set(self.events_received.get() + count as u64);
+                Ok(count)
+            }
             // Our selectors retry EINTR themselves (PEP 475); one of the
             // user's may not. Nothing was reported: an empty iteration.
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(err) => Err(err),
         }
-        Ok(())
     }
 
     /// While tracing: notes the ready fds, and why the wait ended.
@@ -572,7 +593,7 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
 
     /// One `select` of the selector (see `select_now`), unless it can be spared.
     #[inline]
-    fn select(&self, timeout: Option<Duration>) -> io::Result<()> {
+    fn select(&self, timeout: Option<Duration>) -> io::Result<usize> {
         if timeout == Some(Duration::ZERO)
             && !self.engine.ready().is_empty()
             && self.only_the_waker_is_watched()
@@ -584,7 +605,7 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
             if self.engine.tracing() {
                 self.engine.record().wait_end.spared = true;
             }
-            return Ok(());
+            return Ok(0);
         }
         self.select_now(timeout)
     }
@@ -656,7 +677,7 @@ impl<S: Selector<IoHandlers> + 'static> AbstractEventLoop for BaseSelectorEventL
     }
 
     fn time(&self) -> Instant {
-        Instant::now()
+        self.engine.time()
     }
 
     #[inline]
