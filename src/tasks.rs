@@ -106,6 +106,15 @@ impl<T> Task<T> {
     pub fn cancelled(&self) -> bool {
         self.shared.cancelled.get()
     }
+
+    /// Calls `f` with the outcome of a finished task, without taking it
+    /// (for `wait` and task groups); `None` while it runs or once taken.
+    pub(crate) fn peek<R>(&self, f: impl FnOnce(&io::Result<T>) -> R) -> Option<R> {
+        match &*self.shared.outcome.borrow() {
+            Outcome::Done(result) => Some(f(result)),
+            Outcome::Pending | Outcome::Taken => None,
+        }
+    }
 }
 
 impl<T> fmt::Debug for Task<T> {
