@@ -17,6 +17,10 @@
 //!    [`Transport`]s and [`Protocol`]s
 //!    ([`create_server`](BaseSelectorEventLoop::create_server),
 //!    [`create_connection`](BaseSelectorEventLoop::create_connection)).
+//!    Above them, asyncio's everyday tools: [`Lock`], [`Event`],
+//!    [`Condition`], [`Semaphore`] and [`Queue`]s for tasks, and [`wait`],
+//!    [`as_completed`], [`shield`], [`timeout`] and [`TaskGroup`] to wait
+//!    on many.
 //!
 //! ```
 //! use std::time::Duration;
@@ -46,32 +50,48 @@ mod events;
 mod fd;
 mod futures;
 mod local;
+mod locks;
 mod net;
 mod panics;
 mod protocols;
+mod queues;
 mod selector_events;
 mod selector_transport;
 mod signals;
 mod sockets;
+mod taskgroups;
 mod tasks;
 mod threadsafe;
+mod timeouts;
 mod timers;
 mod timing;
 mod transports;
+mod waiters;
+mod waiting;
 mod wakeup;
 
 pub use base_events::{BaseEventLoop, PollIo};
 pub use events::{AbstractEventLoop, ExceptionContext, Handle, LoopStats, TimerHandle};
 pub use futures::{is_cancelled, Cancelled, Future};
+pub use locks::{
+    BoundedSemaphore, Condition, ConditionWait, Event, EventWait, Lock, LockAcquire, LockGuard, Semaphore,
+    SemaphoreAcquire, SemaphoreGuard,
+};
 pub use protocols::Protocol;
+pub use queues::{
+    is_queue_empty, is_queue_full, LifoQueue, PriorityQueue, Queue, QueueEmpty, QueueFull, QueueGet, QueuePut,
+};
 pub use selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
 pub use sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
+pub use taskgroups::{error_group, ErrorGroup, TaskGroup, TaskGroupRun};
 pub use tasks::Task;
 pub use threadsafe::LoopHandle;
+pub use timeouts::{timeout, timeout_at, Timeout, TimeoutRun};
 pub use timing::{gather, sleep, sleep_until, wait_for, AsEventLoop, Gather, Sleep, WaitFor};
 pub use transports::{Server, SocketAddress, Transport};
+pub use waiting::{as_completed, shield, wait, AsCompleted, Fallible, ReturnWhen, Shield, Wait, Waitable};
 
 /// Compiles and runs every Rust block of README.md as a doctest, so the
 /// tours of all three layers cannot drift from the API.
