@@ -15,6 +15,7 @@
 //! `let guard = lock.acquire().await;` and the lock is released when the
 //! guard is dropped.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -28,7 +29,7 @@ use crate::waiters::{WaitList, Waiter};
 // Lock
 
 struct LockInner {
-    locked: std::cell::Cell<bool>,
+    locked: Cell<bool>,
     waiters: WaitList,
 }
 
@@ -82,9 +83,7 @@ pub struct Lock {
 impl Lock {
     /// A new, unlocked lock.
     pub fn new() -> Lock {
-        Lock {
-            inner: Rc::new(LockInner { locked: std::cell::Cell::new(false), waiters: WaitList::default() }),
-        }
+        Lock { inner: Rc::new(LockInner { locked: Cell::new(false), waiters: WaitList::default() }) }
     }
 
     /// `true` while it is held.
@@ -153,7 +152,7 @@ impl LockAcquire {
     fn take(&mut self) -> Poll<LockGuard> {
         self.done = true;
         self.lock.inner.locked.set(true);
-        Poll::Ready(LockGuard { lock: Some(self.lock.clone()) })
+        Poll::Ready(LockGuard { lock: self.lock.clone(), held: true })
     }
 }
 
@@ -215,38 +214,55 @@ impl fmt::Debug for LockAcquire {
 
 /// Holds a [`Lock`]; dropping it releases the lock (asyncio's
 /// `async with lock:` block ends).
+///
+/// ```
+/// use tulip::{selectors::Backend, Lock};
+///
+/// let event_loop = tulip::new_event_loop(Backend::Poll)?;
+/// let lock = Lock::new();
+/// let guard = event_loop.run_until_complete(lock.acquire())?;
+/// assert!(guard.lock().locked());
+/// drop(guard);
+/// assert!(!lock.locked());
+///
+/// // asyncio's `await lock.acquire()` ... `lock.release()`:
+/// event_loop.run_until_complete(lock.acquire())?.forget();
+/// assert!(lock.locked());
+/// lock.release()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct LockGuard {
-    lock: Option<Lock>,
+    lock: Lock,
+    /// Cleared by `forget`: the drop then leaves the lock alone.
+    held: bool,
 }
 
 impl LockGuard {
     /// The lock it holds.
-    pub fn lock(&self) -> Option<&Lock> {
-        self.lock.as_ref()
+    pub fn lock(&self) -> &Lock {
+        &self.lock
     }
 
     /// Keeps the lock locked after the guard is gone; someone then calls
     /// [`Lock::release`] (asyncio's `await lock.acquire()` without `with`).
     pub fn forget(mut self) {
-        self.lock = None;
+        self.held = false;
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if let Some(lock) = self.lock.take() {
-            // Released already through `Lock::release`: nothing to do.
-            if lock.locked() {
-                lock.inner.unlock();
-            }
+        // Released already through `Lock::release`: nothing to do.
+        if self.held && self.lock.locked() {
+            self.lock.inner.unlock();
         }
     }
 }
 
 impl fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard").field("lock", &self.lock).finish()
+        f.debug_struct("LockGuard").field("lock", &self.lock).field("held", &self.held).finish()
     }
 }
 
@@ -254,7 +270,7 @@ impl fmt::Debug for LockGuard {
 // Event
 
 struct EventInner {
-    set: std::cell::Cell<bool>,
+    set: Cell<bool>,
     waiters: WaitList,
 }
 
@@ -283,9 +299,7 @@ pub struct Event {
 impl Event {
     /// A new event, not set.
     pub fn new() -> Event {
-        Event {
-            inner: Rc::new(EventInner { set: std::cell::Cell::new(false), waiters: WaitList::default() }),
-        }
+        Event { inner: Rc::new(EventInner { set: Cell::new(false), waiters: WaitList::default() }) }
     }
 
     /// `true` while the flag is set.
@@ -461,12 +475,13 @@ impl Condition {
     /// another lock than this condition's (that guard is dropped, which
     /// releases its lock).
     pub fn wait(&self, guard: LockGuard) -> ConditionWait {
-        let state = match guard.lock() {
-            Some(lock) if lock.same(&self.lock) => WaitState::Start(guard),
-            _ => WaitState::Refused(Some(io::Error::new(
+        let state = if guard.lock().same(&self.lock) {
+            WaitState::Start(guard)
+        } else {
+            WaitState::Refused(Some(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "cannot wait on a condition without holding its lock",
-            ))),
+            )))
         };
         ConditionWait { cond: self.clone(), state }
     }
@@ -489,7 +504,7 @@ impl Condition {
         let cond = self.clone();
         async move {
             let mut guard = guard;
-            if !guard.lock().is_some_and(|lock| lock.same(&cond.lock)) {
+            if !guard.lock().same(&cond.lock) {
                 drop(guard);
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -647,7 +662,7 @@ impl fmt::Debug for ConditionWait {
 struct SemaphoreInner {
     /// Permits free to take. A waiter being woken has its permit taken
     /// from here already (asyncio's `_wake_up_next`).
-    value: std::cell::Cell<usize>,
+    value: Cell<usize>,
     /// `Some(initial value)` for a bounded semaphore.
     bound: Option<usize>,
     waiters: WaitList,
@@ -731,11 +746,7 @@ impl Semaphore {
 
     fn with_bound(value: usize, bound: Option<usize>) -> Semaphore {
         Semaphore {
-            inner: Rc::new(SemaphoreInner {
-                value: std::cell::Cell::new(value),
-                bound,
-                waiters: WaitList::default(),
-            }),
+            inner: Rc::new(SemaphoreInner { value: Cell::new(value), bound, waiters: WaitList::default() }),
         }
     }
 
@@ -886,7 +897,7 @@ impl Future for SemaphoreAcquire {
             }
         }
         self.done = true;
-        Poll::Ready(SemaphoreGuard { inner: Some(inner) })
+        Poll::Ready(SemaphoreGuard { inner, held: true })
     }
 }
 
@@ -918,27 +929,30 @@ impl fmt::Debug for SemaphoreAcquire {
 /// back rather than fail.)
 #[must_use = "dropping the guard gives the permit back at once"]
 pub struct SemaphoreGuard {
-    inner: Option<Rc<SemaphoreInner>>,
+    inner: Rc<SemaphoreInner>,
+    /// Cleared by `forget`: the drop then gives nothing back.
+    held: bool,
 }
 
 impl SemaphoreGuard {
     /// Keeps the permit taken after the guard is gone; someone then calls
     /// `release` (asyncio's `await sem.acquire()` without `with`).
     pub fn forget(mut self) {
-        self.inner = None;
+        self.held = false;
     }
 }
 
 impl Drop for SemaphoreGuard {
     fn drop(&mut self) {
-        if let Some(inner) = self.inner.take() {
-            let _ = inner.release();
+        if self.held {
+            // At the bound of a bounded semaphore: nothing to give back.
+            let _ = self.inner.release();
         }
     }
 }
 
 impl fmt::Debug for SemaphoreGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SemaphoreGuard").field("held", &self.inner.is_some()).finish()
+        f.debug_struct("SemaphoreGuard").field("held", &self.held).finish()
     }
 }
