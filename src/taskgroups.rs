@@ -394,6 +394,10 @@ where
                 *waker = Some(cx.waker().clone());
             }
         }
+        // A child that failed since the last poll cancels the body before
+        // it runs again (asyncio cancels the parent task in the child's
+        // done callback).
+        this.collect_finished();
         // The body, unless a failure is cancelling it.
         if !shared.aborting.get() {
             if let Some(Poll::Ready(output)) = this.body.as_mut().map(|body| body.as_mut().poll(cx)) {

@@ -31,6 +31,7 @@ backend_tests!(
     awaiter_cancelled_cancels_children,
     awaiter_cancelled_cancels_children_and_body,
     body_failure_cancels_children,
+    failed_child_stops_the_body_before_its_next_step,
     body_failure_at_once_cancels_children,
     nested_outer_child_fails,
     nested_inner_child_fails,
@@ -293,6 +294,30 @@ fn body_failure_cancels_children(lp: DynSelectorEventLoop) {
     .unwrap_err();
     assert_eq!(group_kinds(&err), [io::ErrorKind::InvalidData]);
     assert!(tasks.borrow().iter().all(Task::cancelled));
+}
+
+fn failed_child_stops_the_body_before_its_next_step(lp: DynSelectorEventLoop) {
+    // The child fails on its first poll, in the iteration after the body's
+    // first step: the body, woken in that same iteration, does not take a
+    // second step (asyncio cancels the parent in the child's done callback).
+    let lp = Rc::new(lp);
+    let steps = Rc::new(Cell::new(0));
+    let group = TaskGroup::new();
+    let err = run(
+        &lp,
+        group.run(async {
+            group.create_task(&lp, async { Err::<(), _>(io::Error::from(io::ErrorKind::InvalidData)) })?;
+            loop {
+                steps.set(steps.get() + 1);
+                yield_now().await;
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), io::Error>(())
+        }),
+    )
+    .unwrap_err();
+    assert_eq!(group_kinds(&err), [io::ErrorKind::InvalidData]);
+    assert_eq!(steps.get(), 1);
 }
 
 fn body_failure_at_once_cancels_children(lp: DynSelectorEventLoop) {
