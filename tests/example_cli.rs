@@ -15,12 +15,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every example of the crate (a new one must be added here, and answer `--help`).
-const EXAMPLES: [&str; 8] = [
+const EXAMPLES: [&str; 9] = [
     "compare_backends",
     "echo_async",
     "echo_callbacks",
     "echo_client",
     "echo_protocol",
+    "producer_consumer",
     "seed_server",
     "timers",
     "tour",
