@@ -132,6 +132,8 @@ fn wait_first_exception(lp: DynSelectorEventLoop) {
     assert_eq!(done[0].failure().unwrap().kind(), io::ErrorKind::InvalidData);
     assert_eq!(run(&lp, failing).unwrap().unwrap_err().kind(), io::ErrorKind::InvalidData, "still there");
     slow.cancel();
+    // Run it to its end: a task left pending holds the loop that holds it.
+    assert!(is_cancelled(&run(&lp, slow).unwrap_err()));
 }
 
 fn wait_first_exception_in_wait(lp: DynSelectorEventLoop) {
@@ -146,6 +148,8 @@ fn wait_first_exception_in_wait(lp: DynSelectorEventLoop) {
     assert_eq!((done.len(), pending.len()), (2, 1));
     assert!(done[0].failure().is_none() && done[1].failure().is_some());
     slow.cancel();
+    // Run it to its end: a task left pending holds the loop that holds it.
+    assert!(is_cancelled(&run(&lp, slow).unwrap_err()));
 }
 
 fn wait_first_exception_ignores_cancellation(lp: DynSelectorEventLoop) {
@@ -197,6 +201,8 @@ fn wait_timeout_cancels_nothing(lp: DynSelectorEventLoop) {
     assert_eq!((done.len(), pending.len()), (1, 1));
     assert!(!slow.done() && !slow.cancelled());
     slow.cancel();
+    // Run it to its end: a task left pending holds the loop that holds it.
+    assert!(is_cancelled(&run(&lp, slow).unwrap_err()));
 }
 
 fn wait_empty_is_refused(lp: DynSelectorEventLoop) {
@@ -313,6 +319,8 @@ fn as_completed_timeout(lp: DynSelectorEventLoop) {
     assert_eq!(rest.len(), 1);
     assert!(!slow.done() && !slow.cancelled(), "nothing cancelled");
     slow.cancel();
+    // Run it to its end: a task left pending holds the loop that holds it.
+    assert!(is_cancelled(&run(&lp, slow).unwrap_err()));
 }
 
 fn as_completed_empty(lp: DynSelectorEventLoop) {
