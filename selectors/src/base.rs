@@ -106,7 +106,13 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     ///
     /// The error of creating the kernel handle, if the mechanism has one.
     pub fn new() -> io::Result<Self> {
-        Ok(BaseSelector { registry: Registry::new(), mechanism: M::open()?, ready: Vec::new() })
+        Ok(Self::with_mechanism(M::open()?))
+    }
+
+    /// An empty selector over a mechanism made some other way (tests make
+    /// small ones).
+    pub(crate) fn with_mechanism(mechanism: M) -> Self {
+        BaseSelector { registry: Registry::new(), mechanism, ready: Vec::new() }
     }
 
     /// Waits once or more until something is ready or `timeout` has passed,

@@ -27,7 +27,8 @@
 //! timeouts up, clamps huge ones and retries after `EINTR`. Each backend is a
 //! [`Mechanism`] in its own module, holding only its syscalls and the meaning
 //! of its event bits: [`select`](SelectSelector), [`poll`](PollSelector),
-//! `epoll` (Linux, Android) and `kqueue` (macOS, iOS, the BSDs).
+//! `epoll` (Linux, Android), `kqueue` (macOS, iOS, the BSDs) and `io_uring`
+//! (Linux, where the kernel allows it).
 //! [`DefaultSelector`] is the best one for the target; [`Backend::open`]
 //! picks one at run time.
 
@@ -51,6 +52,14 @@ pub mod timeout;
 
 pub mod poll;
 pub mod select;
+
+#[cfg(tulip_io_uring)]
+pub mod io_uring;
+/// A selector over `io_uring(7)` `POLL_ADD` requests (Linux 5.11+, where the
+/// kernel allows it: see [`Backend::available`]): `register`, `modify` and
+/// `unregister` make no syscall; the changes go to the kernel with the wait.
+#[cfg(tulip_io_uring)]
+pub type IoUringSelector<T> = BaseSelector<T, io_uring::IoUring>;
 
 cfg_if::cfg_if! {
     if #[cfg(tulip_epoll)] {
