@@ -50,7 +50,24 @@
 //! an fd with an armed poll sends the `POLL_REMOVE` at once, one
 //! `io_uring_enter` that does not wait, so the file is released when the
 //! call returns; an fd whose poll has just completed, the usual case in an
-//! event loop, needs nothing from the kernel.)
+//! event loop, needs nothing from the kernel.) Dropping or closing the
+//! selector cancels every armed poll the same way before closing the ring.
+//!
+//! **Task work.** The kernel finishes a woken poll on the thread that armed
+//! it, as "task work" that it signals the way it signals a signal: at that
+//! thread's next return from the kernel (a syscall, or the interrupt the
+//! kernel sends it), not in the waker's `write` as epoll's ready list is
+//! updated. A selector moved to another thread still works (the first
+//! thread finishes the polls it armed, or the kernel cancels them if it
+//! has exited, and they are re-armed), a little later. So a
+//! blocking syscall that this thread makes while its polls are armed, and
+//! that fails rather than restarts when interrupted (a `read` under
+//! `SO_RCVTIMEO`, say), may fail with `EINTR`. An event loop makes no such
+//! calls. `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1) would avoid it, but then
+//! the kernel finishes woken polls in small batches per wait (tried here: a
+//! `select` with 10,000 ready fds saw 41 of them), so one `select` would no
+//! longer return every ready fd; and it ties the ring to the thread that
+//! made it, where a selector is `Send`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -297,11 +314,12 @@ impl IoUring {
         }
     }
 
-    /// Hands every queued request to the kernel without waiting.
+    /// Hands every queued request to the kernel without waiting, and lets
+    /// it finish what that started (a cancelled poll releases its file).
     fn flush(&mut self) -> io::Result<()> {
         let queued = self.ring.unsubmitted();
         loop {
-            let entered = self.ring.enter(false, 0, None);
+            let entered = self.ring.enter(true, 0, None);
             self.note_submitted();
             match entered {
                 Ok(_) if self.ring.unsubmitted() < queued || queued == 0 => return Ok(()),
@@ -502,18 +520,17 @@ impl Mechanism for IoUring {
     ) -> io::Result<usize> {
         self.run_deferred()?;
         let mut interrupted = None;
-        let pending = self.ring.has_completions();
-        if self.ring.unsubmitted() > 0 || !pending {
-            // Completions already waiting mean no sleep; so does a zero timeout.
-            let sleep = !pending && !matches!(timeout, Some(d) if d.is_zero());
-            let entered = self.ring.enter(true, u32::from(sleep), timeout.filter(|_| sleep));
-            self.note_submitted();
-            match entered {
-                Ok(_) => {}
-                Err(err) if err.raw_os_error() == Some(libc::ETIME) => {}
-                Err(err) if is_interrupted(&err) => interrupted = Some(err),
-                Err(err) => return Err(err),
-            }
+        // Completions already waiting mean no sleep; so does a zero timeout.
+        // The enter is made either way: it sends the queued requests, and
+        // finishes polls the kernel woke meanwhile.
+        let sleep = !self.ring.has_completions() && !matches!(timeout, Some(d) if d.is_zero());
+        let entered = self.ring.enter(true, u32::from(sleep), timeout.filter(|_| sleep));
+        self.note_submitted();
+        match entered {
+            Ok(_) => {}
+            Err(err) if err.raw_os_error() == Some(libc::ETIME) => {}
+            Err(err) if is_interrupted(&err) => interrupted = Some(err),
+            Err(err) => return Err(err),
         }
         let reported = self.reap(&mut on_ready)?;
         match interrupted {
@@ -523,8 +540,45 @@ impl Mechanism for IoUring {
         }
     }
 
-    fn close(self) -> io::Result<()> {
+    fn close(mut self) -> io::Result<()> {
+        self.shutdown();
         self.ring.close()
+    }
+}
+
+impl IoUring {
+    /// Cancels every poll the kernel holds, so that their files are
+    /// released now, on this thread, rather than by the kernel's clean-up of
+    /// the closed ring later (which, without `DEFER_TASKRUN`, would also
+    /// interrupt whatever this thread is doing then). Unsent requests are
+    /// dropped. Best effort: errors leave the rest to that clean-up.
+    fn shutdown(&mut self) {
+        if self.ring.is_closed() {
+            return;
+        }
+        self.ring.discard_unsubmitted();
+        self.deferred.clear();
+        let slots = std::mem::take(&mut self.slots);
+        let dense = slots.dense.iter().enumerate().map(|(fd, slot)| (fd as RawFd, slot));
+        let skip_success = self.ring.skip_success();
+        for (fd, slot) in dense.chain(slots.sparse.iter().map(|(&fd, slot)| (fd, slot))) {
+            if slot.state != State::Armed {
+                continue;
+            }
+            if self.ring.is_full() && self.flush().is_err() {
+                return;
+            }
+            self.ring.push(poll_remove(user_data(fd, slot.generation), skip_success));
+        }
+        if self.ring.unsubmitted() > 0 {
+            let _ = self.flush();
+        }
+    }
+}
+
+impl Drop for IoUring {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
@@ -703,6 +757,54 @@ mod tests {
         let reported: Vec<_> =
             selector.select(Some(Duration::from_secs(5))).expect("select").map(|(k, e)| (k.fd, e)).collect();
         assert_eq!(reported, [(fd, Events::READ)]);
+    }
+
+    /// A selector moved to another thread keeps working, even for the
+    /// polls the first thread armed (the kernel finishes those on it).
+    #[test]
+    fn a_selector_moved_to_another_thread_keeps_working() {
+        let Some(mut selector) = small(8) else { return };
+        let (a, mut b) = UnixStream::pair().expect("socketpair");
+        let (c, _d) = UnixStream::pair().expect("socketpair");
+        selector.register(a.as_raw_fd(), Events::READ, "a").expect("register");
+        assert!(ready_fds(&mut selector, Duration::ZERO).is_empty(), "armed on this thread");
+        let (a_fd, c_fd) = (a.as_raw_fd(), c.as_raw_fd());
+        let mut selector = std::thread::spawn(move || {
+            selector.register(c_fd, Events::WRITE, "c").expect("register on the new thread");
+            assert_eq!(ready_fds(&mut selector, Duration::from_secs(5)), [c_fd]);
+            selector.unregister(c_fd).expect("unregister");
+            // `a`'s poll was armed by the first thread, which finishes it
+            // when woken (it is blocked in `join`): a moment later than a
+            // poll armed here would be, so this wait has nothing else to report.
+            b.write_all(b"x").expect("write");
+            assert_eq!(ready_fds(&mut selector, Duration::from_secs(5)), [a_fd]);
+            selector
+        })
+        .join()
+        .expect("the other thread");
+        // And back on this thread.
+        assert_eq!(ready_fds(&mut selector, Duration::from_secs(5)), [a_fd]);
+        drop(c);
+    }
+
+    /// Polls armed by a thread that has since exited: the kernel cancels
+    /// them when they are woken, and they are armed again, here.
+    #[test]
+    fn polls_of_an_exited_thread_are_armed_again() {
+        let Some(selector) = small(8) else { return };
+        let (a, mut b) = UnixStream::pair().expect("socketpair");
+        let a_fd = a.as_raw_fd();
+        let mut selector = std::thread::spawn(move || {
+            let mut selector = selector;
+            selector.register(a_fd, Events::READ, "a").expect("register");
+            assert!(ready_fds(&mut selector, Duration::ZERO).is_empty(), "armed by this thread");
+            selector
+        })
+        .join()
+        .expect("the arming thread");
+        b.write_all(b"x").expect("write");
+        assert_eq!(ready_fds(&mut selector, Duration::from_secs(5)), [a_fd]);
+        assert_eq!(ready_fds(&mut selector, Duration::from_secs(5)), [a_fd], "and level-triggered");
     }
 
     /// The CPU time this thread has used.

@@ -243,7 +243,8 @@ impl Drop for Mapping {
 /// One io_uring instance: the close-on-exec ring fd (io_uring fds are always
 /// made with `O_CLOEXEC`), its three mappings, and our cursors into them.
 pub(super) struct Ring {
-    fd: OwnedFd,
+    /// `None` once [`close`](Self::close)d.
+    fd: Option<OwnedFd>,
     /// The SQ ring (and, with `IORING_FEAT_SINGLE_MMAP`, the CQ ring too).
     _sq_map: Mapping,
     /// The CQ ring, where the kernel does not share one mapping for both.
@@ -318,17 +319,20 @@ impl Ring {
     /// poll opcodes); `PermissionDenied` where io_uring is disabled or
     /// filtered; otherwise the error of `io_uring_setup`, `mmap` or the probe.
     pub(super) fn new(sq_entries: u32, cq_entries: u32) -> io::Result<Ring> {
-        let mut params = Params { flags: SETUP_CQSIZE | SETUP_SUBMIT_ALL, cq_entries, ..Params::default() };
-        let fd = match setup(sq_entries, &mut params) {
-            // Before Linux 5.18 there is no IORING_SETUP_SUBMIT_ALL (it keeps
-            // a batch going past a failed entry); ours never fail to prepare.
-            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
-                params = Params { flags: SETUP_CQSIZE, cq_entries, ..Params::default() };
-                setup(sq_entries, &mut params)
+        // Newest first; an older kernel refuses flags it does not know with
+        // EINVAL. (SUBMIT_ALL, Linux 5.18, keeps a batch going past an entry
+        // that fails to prepare; ours never do.)
+        let attempts = [SETUP_CQSIZE | SETUP_SUBMIT_ALL, SETUP_CQSIZE];
+        let mut params = Params::default();
+        let mut made = Err(io::Error::from_raw_os_error(libc::EINVAL));
+        for flags in attempts {
+            params = Params { flags, cq_entries, ..Params::default() };
+            made = setup(sq_entries, &mut params);
+            if !matches!(&made, Err(err) if err.raw_os_error() == Some(libc::EINVAL)) {
+                break;
             }
-            other => other,
         }
-        .map_err(setup_error)?;
+        let fd = made.map_err(setup_error)?;
         if params.features & FEAT_EXT_ARG == 0 {
             return Err(unsupported("IORING_FEAT_EXT_ARG (timeouts without an SQE, Linux 5.11)"));
         }
@@ -379,7 +383,7 @@ impl Ring {
             cq_mask,
             cqes: cq_ring.at(cq_off.cqes),
             cq_head_local: 0,
-            fd,
+            fd: Some(fd),
             _sq_map: sq_map,
             _cq_map: cq_map,
             _sqe_map: sqe_map,
@@ -394,9 +398,14 @@ impl Ring {
         unsafe { &*counter }
     }
 
-    /// The ring fd.
+    /// The ring fd (-1 once closed).
     pub(super) fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// `true` once [`close`](Self::close)d.
+    pub(super) fn is_closed(&self) -> bool {
+        self.fd.is_none()
     }
 
     /// The SQE flags that spare a completion when the request succeeds, if
@@ -455,6 +464,11 @@ impl Ring {
         // SAFETY: masked index into the SQE array; entries past the kernel's
         // head are ours until the next enter, which needs `&mut self`.
         unsafe { &mut *entry }
+    }
+
+    /// Forgets every entry not yet consumed by the kernel.
+    pub(super) fn discard_unsubmitted(&mut self) {
+        self.sq_tail_local = self.sq_head_seen;
     }
 
     /// Takes back the queued entry at `position`: the last queued entry moves
@@ -566,13 +580,16 @@ impl Ring {
         self.counter(self.sq_flags).load(Ordering::Acquire) & SQ_CQ_OVERFLOW != 0
     }
 
-    /// Unmaps the rings and closes the ring fd, reporting the error of `close`.
+    /// Closes the ring fd, reporting the error of `close` (the rings are
+    /// unmapped when the `Ring` is dropped). The kernel cancels whatever
+    /// requests are still in flight.
     ///
     /// # Errors
     ///
     /// The error of `close(2)`.
-    pub(super) fn close(self) -> io::Result<()> {
-        let fd = self.fd.into_raw_fd();
+    pub(super) fn close(&mut self) -> io::Result<()> {
+        let Some(fd) = self.fd.take() else { return Ok(()) };
+        let fd = fd.into_raw_fd();
         // SAFETY: we owned `fd` and give up ownership here; nobody else closes it.
         cvt(unsafe { libc::close(fd) })?;
         Ok(())
