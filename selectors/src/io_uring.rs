@@ -28,6 +28,14 @@
 //! Such an fd gets a multishot poll, which completes only on wake-ups, until
 //! it has something to report.
 //!
+//! **A zero timeout with nothing to do costs no syscall.** When no request
+//! is queued, no completion waits in the ring, and the kernel's flag for
+//! woken polls (`IORING_SETUP_TASKRUN_FLAG`, Linux 5.19) is clear, every
+//! poll is armed and none has fired: `select(Some(Duration::ZERO))` returns
+//! empty without entering the kernel. The kernel sets that flag in the
+//! waker's syscall, before its `write` returns, so a write another thread
+//! has made (and told us about) is never missed.
+//!
 //! **Timeouts** go in the wait itself (`IORING_ENTER_EXT_ARG`, a
 //! nanosecond `timespec`), not in a timeout request: no submission entry, no
 //! completion to tell apart from the polls', nothing left armed in the kernel
@@ -55,9 +63,10 @@
 //!
 //! **Task work.** The kernel finishes a woken poll on the thread that armed
 //! it, as "task work" that it signals the way it signals a signal: at that
-//! thread's next return from the kernel (a syscall, or the interrupt the
-//! kernel sends it), not in the waker's `write` as epoll's ready list is
-//! updated. A selector moved to another thread still works (the first
+//! thread's next entry into the kernel, not in the waker's `write` as
+//! epoll's ready list is updated. (With `IORING_SETUP_COOP_TASKRUN` it does
+//! not interrupt the thread while it runs to do so; a sleeping thread is
+//! still woken.) A selector moved to another thread still works (the first
 //! thread finishes the polls it armed, or the kernel cancels them if it
 //! has exited, and they are re-armed), a little later. So a
 //! blocking syscall that this thread makes while its polls are armed, and
@@ -519,6 +528,11 @@ impl Mechanism for IoUring {
         mut on_ready: F,
     ) -> io::Result<usize> {
         self.run_deferred()?;
+        if self.ring.is_idle() && matches!(timeout, Some(d) if d.is_zero()) {
+            // Every poll is armed and none has been woken: nothing is ready,
+            // and a zero timeout needs no syscall to say so.
+            return Ok(0);
+        }
         let mut interrupted = None;
         // Completions already waiting mean no sleep; so does a zero timeout.
         // The enter is made either way: it sends the queued requests, and

@@ -391,6 +391,47 @@ mod io_uring {
         assert_eq!(ready(&mut sel, Some(BOUND)).len(), FDS);
     }
 
+    /// A zero-timeout `select` that finds nothing to do makes no syscall
+    /// (the kernel flags woken polls in the ring); it must still see a write
+    /// made by another thread before that thread said so, with no syscall
+    /// of ours in between (this thread spins in user space).
+    #[test]
+    fn zero_timeout_select_sees_another_threads_write() {
+        let _shared = shared();
+        let Some(mut sel) = open() else { return };
+        let (a, b) = pair();
+        sel.register(fd(&a), Events::READ, data("a")).unwrap();
+        assert!(ready(&mut sel, Some(Duration::ZERO)).is_empty());
+        let said = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (go, start) = std::sync::mpsc::channel::<()>();
+        let writer = {
+            let said = std::sync::Arc::clone(&said);
+            std::thread::spawn(move || {
+                let mut b = b;
+                for () in start {
+                    b.write_all(b"x").unwrap();
+                    said.store(true, std::sync::atomic::Ordering::Release);
+                }
+            })
+        };
+        let mut a = a;
+        for round in 0..200 {
+            assert!(ready(&mut sel, Some(Duration::ZERO)).is_empty(), "round {round}: nothing yet");
+            go.send(()).unwrap();
+            while !said.swap(false, std::sync::atomic::Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            assert_eq!(
+                ready(&mut sel, Some(Duration::ZERO)),
+                [(fd(&a), Events::READ, data("a"))],
+                "round {round}"
+            );
+            assert_eq!(drain(&mut a), 1);
+        }
+        drop(go);
+        writer.join().unwrap();
+    }
+
     /// The io_uring fd is readable while completions wait in its ring, so
     /// the selector nests in another one. Polls reach the kernel at this
     /// selector's `select` (registered ones, and those re-armed after a

@@ -37,6 +37,8 @@ pub(super) const CQE_F_MORE: u32 = 1 << 1;
 
 const SETUP_CQSIZE: u32 = 1 << 3;
 const SETUP_SUBMIT_ALL: u32 = 1 << 7;
+const SETUP_COOP_TASKRUN: u32 = 1 << 8;
+const SETUP_TASKRUN_FLAG: u32 = 1 << 9;
 const FEAT_SINGLE_MMAP: u32 = 1 << 0;
 const FEAT_NODROP: u32 = 1 << 1;
 const FEAT_EXT_ARG: u32 = 1 << 8;
@@ -45,6 +47,9 @@ const ENTER_GETEVENTS: u32 = 1 << 0;
 const ENTER_EXT_ARG: u32 = 1 << 3;
 /// In the SQ ring's flags: completions are waiting in the kernel's overflow list.
 const SQ_CQ_OVERFLOW: u32 = 1 << 1;
+/// In the SQ ring's flags (with `IORING_SETUP_TASKRUN_FLAG`): woken polls
+/// wait to be finished by the next `io_uring_enter`.
+const SQ_TASKRUN: u32 = 1 << 2;
 const OFF_SQ_RING: libc::off_t = 0;
 const OFF_CQ_RING: libc::off_t = 0x800_0000;
 const OFF_SQES: libc::off_t = 0x1000_0000;
@@ -245,6 +250,8 @@ impl Drop for Mapping {
 pub(super) struct Ring {
     /// `None` once [`close`](Self::close)d.
     fd: Option<OwnedFd>,
+    /// Made with `IORING_SETUP_TASKRUN_FLAG`: see [`is_idle`](Self::is_idle).
+    taskrun_flag: bool,
     /// The SQ ring (and, with `IORING_FEAT_SINGLE_MMAP`, the CQ ring too).
     _sq_map: Mapping,
     /// The CQ ring, where the kernel does not share one mapping for both.
@@ -320,9 +327,17 @@ impl Ring {
     /// filtered; otherwise the error of `io_uring_setup`, `mmap` or the probe.
     pub(super) fn new(sq_entries: u32, cq_entries: u32) -> io::Result<Ring> {
         // Newest first; an older kernel refuses flags it does not know with
-        // EINVAL. (SUBMIT_ALL, Linux 5.18, keeps a batch going past an entry
-        // that fails to prepare; ours never do.)
-        let attempts = [SETUP_CQSIZE | SETUP_SUBMIT_ALL, SETUP_CQSIZE];
+        // EINVAL. SUBMIT_ALL (Linux 5.18) keeps a batch going past an entry
+        // that fails to prepare (ours never do). COOP_TASKRUN (5.19) spares
+        // the interrupt the kernel otherwise sends this thread, when it is
+        // running, to finish a poll another thread woke (it is finished at
+        // our next syscall instead; a thread asleep is still woken), and
+        // TASKRUN_FLAG says in the ring when such polls are waiting.
+        let attempts = [
+            SETUP_CQSIZE | SETUP_SUBMIT_ALL | SETUP_COOP_TASKRUN | SETUP_TASKRUN_FLAG,
+            SETUP_CQSIZE | SETUP_SUBMIT_ALL,
+            SETUP_CQSIZE,
+        ];
         let mut params = Params::default();
         let mut made = Err(io::Error::from_raw_os_error(libc::EINVAL));
         for flags in attempts {
@@ -333,6 +348,7 @@ impl Ring {
             }
         }
         let fd = made.map_err(setup_error)?;
+        let taskrun_flag = params.flags & SETUP_TASKRUN_FLAG != 0;
         if params.features & FEAT_EXT_ARG == 0 {
             return Err(unsupported("IORING_FEAT_EXT_ARG (timeouts without an SQE, Linux 5.11)"));
         }
@@ -369,6 +385,7 @@ impl Ring {
             unsafe { entry.write(slot) };
         }
         Ok(Ring {
+            taskrun_flag,
             features: params.features,
             sq_head: sq_map.at(sq_off.head),
             sq_tail: sq_map.at(sq_off.tail),
@@ -572,6 +589,18 @@ impl Ring {
         self.cq_head_local = head;
         // Release: our reads of the entries happen before the kernel reuses them.
         self.counter(self.cq_head).store(head, Ordering::Release);
+    }
+
+    /// `true` if an `io_uring_enter` would find nothing: no request queued,
+    /// no completion in the ring or in the overflow list, and (as
+    /// `IORING_SETUP_TASKRUN_FLAG` tells) no woken poll waiting to be
+    /// finished. Always `false` where the kernel lacks that flag (before
+    /// Linux 5.19): there only an enter can tell.
+    pub(super) fn is_idle(&self) -> bool {
+        self.taskrun_flag
+            && self.unsubmitted() == 0
+            && !self.has_completions()
+            && self.counter(self.sq_flags).load(Ordering::Acquire) & (SQ_TASKRUN | SQ_CQ_OVERFLOW) == 0
     }
 
     /// `true` if the kernel holds completions the CQ had no room for; an
