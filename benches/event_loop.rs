@@ -6,7 +6,6 @@
 //! ```text
 //! cargo bench -p tulip-benches --bench event_loop            # a few minutes on 2 cores
 //! cargo bench -p tulip-benches --bench event_loop -- --quick # about a minute
-//! cargo bench -p tulip-benches --bench event_loop -- accept_serve_close   # one group
 //! ```
 //!
 //! The workloads live in `loop_work.rs`, shared with the `loop_steps`
@@ -21,10 +20,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 mod loop_work;
 
 use loop_work::{
-    peers, timer_delays, Churn, FloorBatch, FloorChain, RawPingPong, TulipBatch, TulipChain, TulipPingPong,
-    TulipScheduleCancel, TulipThreadsafe, TulipTimers, CHURN_BATCH,
+    peers, timer_delays, FloorBatch, FloorChain, RawPingPong, TulipBatch, TulipChain, TulipPingPong,
+    TulipScheduleCancel, TulipThreadsafe, TulipTimers,
 };
-use tulip::selectors::{Backend, EpollSelector, IoUringSelector, PollSelector};
 
 const BATCH: u64 = 1_000;
 const LINKS: u64 = 1_000;
@@ -120,31 +118,6 @@ fn threadsafe(c: &mut Criterion) {
     group.finish();
 }
 
-/// Short TCP connections accepted, served once and closed by the loop,
-/// 64 per iteration: the same static loop over epoll, io_uring and poll.
-fn accept_serve_close(c: &mut Criterion) {
-    let mut group = c.benchmark_group("accept_serve_close");
-    group.throughput(Throughput::Elements(CHURN_BATCH));
-    let mut epoll = Churn::new(EpollSelector::new().expect("epoll"));
-    group.bench_function(BenchmarkId::new("tulip-epoll", CHURN_BATCH), |b| {
-        b.iter(|| black_box(epoll.run(CHURN_BATCH)))
-    });
-    drop(epoll);
-    if Backend::available().contains(&Backend::IoUring) {
-        let mut io_uring = Churn::new(IoUringSelector::new().expect("io_uring"));
-        group.bench_function(BenchmarkId::new("tulip-io_uring", CHURN_BATCH), |b| {
-            b.iter(|| black_box(io_uring.run(CHURN_BATCH)))
-        });
-    } else {
-        eprintln!("accept_serve_close: io_uring is not available here, skipped");
-    }
-    let mut poll = Churn::new(PollSelector::new().expect("poll"));
-    group.bench_function(BenchmarkId::new("tulip-poll", CHURN_BATCH), |b| {
-        b.iter(|| black_box(poll.run(CHURN_BATCH)))
-    });
-    group.finish();
-}
-
 criterion_group!(
     benches,
     call_soon_batch,
@@ -152,7 +125,6 @@ criterion_group!(
     call_later_fire,
     schedule_cancel,
     reader_ping_pong,
-    threadsafe,
-    accept_serve_close
+    threadsafe
 );
 criterion_main!(benches);
