@@ -144,10 +144,12 @@ struct Slots {
 }
 
 impl Slots {
+    #[inline]
     fn index(fd: RawFd) -> Option<usize> {
         usize::try_from(fd).ok().filter(|&i| i < DENSE_LIMIT)
     }
 
+    #[inline]
     fn get(&self, fd: RawFd) -> Option<&Slot> {
         match Self::index(fd) {
             Some(i) => self.dense.get(i).filter(|slot| slot.state != State::Idle),
@@ -155,6 +157,7 @@ impl Slots {
         }
     }
 
+    #[inline]
     fn get_mut(&mut self, fd: RawFd) -> Option<&mut Slot> {
         match Self::index(fd) {
             Some(i) => self.dense.get_mut(i).filter(|slot| slot.state != State::Idle),
@@ -205,6 +208,7 @@ pub struct IoUring {
 
 /// The poll bits that ask for `events`. The kernel adds `POLLERR`,
 /// `POLLHUP`, `POLLNVAL` and `POLLRDHUP` to every poll.
+#[inline]
 fn interest(events: Events) -> u32 {
     let mut bits = 0;
     if events.contains(Events::READ) {
@@ -220,6 +224,7 @@ fn interest(events: Events) -> u32 {
 /// the kernel when the thread that armed it exited), otherwise the meaning
 /// of its poll mask. A poll that failed (`EBADF`: the fd was closed before
 /// the poll reached the kernel) is an error condition, like `POLLNVAL`.
+#[inline]
 fn readiness(res: i32) -> Option<Readiness> {
     if res == -libc::ECANCELED {
         return None;
@@ -236,22 +241,26 @@ fn readiness(res: i32) -> Option<Readiness> {
 }
 
 /// A poll request's `user_data`: the generation above the fd.
+#[inline]
 fn user_data(fd: RawFd, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(fd as u32)
 }
 
 /// The fd and generation in a poll's `user_data`.
+#[inline]
 fn fd_and_generation(user_data: u64) -> (RawFd, u32) {
     (user_data as u32 as RawFd, (user_data >> 32) as u32)
 }
 
 /// The `POLL_ADD` for `fd` as `slot` has it.
+#[inline]
 fn poll_add(fd: RawFd, slot: &Slot) -> Sqe {
     let flags = if slot.quiet { POLL_ADD_MULTI } else { 0 };
     Sqe::poll_add(fd, interest(slot.events), flags, user_data(fd, slot.generation))
 }
 
 /// The `POLL_REMOVE` that cancels the poll whose `user_data` is `target`.
+#[inline]
 fn poll_remove(target: u64, flags: u8) -> Sqe {
     Sqe::poll_remove(target, flags, CANCEL)
 }
@@ -274,6 +283,7 @@ impl IoUring {
         })
     }
 
+    #[inline]
     fn new_generation(&mut self) -> u32 {
         let generation = self.next_generation;
         self.next_generation = generation.wrapping_add(1);
@@ -281,6 +291,7 @@ impl IoUring {
     }
 
     /// Queues `sqe`, first handing the full ring to the kernel if need be.
+    #[inline]
     fn push(&mut self, sqe: Sqe) -> io::Result<u32> {
         if self.ring.is_full() {
             self.flush()?;
@@ -289,6 +300,7 @@ impl IoUring {
     }
 
     /// Queues a poll for `fd` as its slot describes it.
+    #[inline]
     fn queue_poll(&mut self, fd: RawFd) -> io::Result<()> {
         let sqe = poll_add(fd, self.slots.get(fd).ok_or_else(|| not_watched(fd))?);
         let position = self.push(sqe)?;
@@ -344,6 +356,7 @@ impl IoUring {
     }
 
     /// Marks the polls the kernel has just consumed as armed.
+    #[inline]
     fn note_submitted(&mut self) {
         let (mut position, end) = self.ring.take_submitted();
         while position != end {
@@ -362,6 +375,7 @@ impl IoUring {
 
     /// Queues what the last wait left to do: re-arm completed polls, cancel
     /// multishot polls that are no longer wanted.
+    #[inline]
     fn run_deferred(&mut self) -> io::Result<()> {
         let mut done = 0;
         let mut outcome = Ok(());

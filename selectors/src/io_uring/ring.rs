@@ -130,11 +130,13 @@ pub(super) struct Sqe {
 impl Sqe {
     /// `IORING_OP_POLL_ADD` on `fd` for the poll bits `events` (with `len`'s
     /// flags: `POLL_ADD_MULTI` or 0).
+    #[inline]
     pub(super) fn poll_add(fd: RawFd, events: u32, len: u32, user_data: u64) -> Sqe {
         Sqe { opcode: OP_POLL_ADD, fd, op_flags: poll_mask(events), len, user_data, ..Sqe::default() }
     }
 
     /// `IORING_OP_POLL_REMOVE` of the poll whose `user_data` is `target`.
+    #[inline]
     pub(super) fn poll_remove(target: u64, flags: u8, user_data: u64) -> Sqe {
         Sqe { opcode: OP_POLL_REMOVE, flags, fd: -1, addr: target, user_data, ..Sqe::default() }
     }
@@ -202,6 +204,7 @@ impl Probe {
 
 /// A poll mask as `poll32_events` wants it: the kernel swaps the two
 /// half-words of that field on big-endian machines (it once held 16 bits).
+#[inline]
 pub(super) fn poll_mask(mask: u32) -> u32 {
     if cfg!(target_endian = "big") {
         mask.rotate_left(16)
@@ -408,6 +411,7 @@ impl Ring {
     }
 
     /// One of the kernel's shared ring counters.
+    #[inline]
     fn counter(&self, counter: *const AtomicU32) -> &AtomicU32 {
         // SAFETY: every counter pointer points at an aligned u32 inside a
         // mapping this ring owns, which lives as long as `&self`; the kernel
@@ -416,6 +420,7 @@ impl Ring {
     }
 
     /// The ring fd (-1 once closed).
+    #[inline]
     pub(super) fn fd(&self) -> RawFd {
         self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
     }
@@ -427,6 +432,7 @@ impl Ring {
 
     /// The SQE flags that spare a completion when the request succeeds, if
     /// this kernel has them (Linux 5.17); otherwise none.
+    #[inline]
     pub(super) fn skip_success(&self) -> u8 {
         if self.features & FEAT_CQE_SKIP != 0 {
             SQE_CQE_SKIP_SUCCESS
@@ -436,17 +442,20 @@ impl Ring {
     }
 
     /// How many SQ entries are written but not yet consumed by the kernel.
+    #[inline]
     pub(super) fn unsubmitted(&self) -> u32 {
         self.sq_tail_local.wrapping_sub(self.sq_head_seen)
     }
 
     /// `true` when no SQ entry is free until the kernel consumes some.
+    #[inline]
     pub(super) fn is_full(&self) -> bool {
         self.unsubmitted() >= self.sq_entries
     }
 
     /// Writes `sqe` at the SQ's tail and returns its position, or `None` if
     /// the queue is full.
+    #[inline]
     pub(super) fn push(&mut self, sqe: Sqe) -> Option<u32> {
         if self.is_full() {
             return None;
@@ -458,24 +467,29 @@ impl Ring {
     }
 
     /// `true` if `position` holds an entry the kernel has not consumed.
+    #[inline]
     fn is_queued(&self, position: u32) -> bool {
         position.wrapping_sub(self.sq_head_seen) < self.unsubmitted()
     }
 
+    #[inline]
     fn slot(&self, position: u32) -> usize {
         (position & self.sq_mask) as usize
     }
 
     /// The entry at `position`: one not yet consumed, or one consumed since
     /// the last [`take_submitted`](Self::take_submitted) and not overwritten.
-    pub(super) fn sqe(&self, position: u32) -> Sqe {
+    #[inline]
+    pub(super) fn sqe(&self, position: u32) -> &Sqe {
         let entry = self.sqes.wrapping_add(self.slot(position));
         // SAFETY: the slot index is masked to the SQE array's length, and
-        // the kernel only reads SQEs (during an enter, which needs `&mut`).
-        unsafe { entry.read() }
+        // the kernel only reads SQEs (during an enter, which needs `&mut`),
+        // so nothing writes the entry while this borrow of `self` lives.
+        unsafe { &*entry }
     }
 
     /// The entry at `position`, to rewrite it before the kernel reads it.
+    #[inline]
     pub(super) fn sqe_mut(&mut self, position: u32) -> &mut Sqe {
         let entry = self.sqes.wrapping_add(self.slot(position));
         // SAFETY: masked index into the SQE array; entries past the kernel's
@@ -500,7 +514,7 @@ impl Ring {
         if position == last {
             return None;
         }
-        let moved = self.sqe(last);
+        let moved = *self.sqe(last);
         *self.sqe_mut(position) = moved;
         Some(moved)
     }
@@ -516,6 +530,7 @@ impl Ring {
     /// The kernel's: `ETIME` when the timeout passed with nothing submitted,
     /// `EINTR` when a signal arrived first, `EBUSY`/`EAGAIN`/`ENOMEM` when it
     /// could take nothing, `EBADR` when completions were lost.
+    #[inline]
     pub(super) fn enter(
         &mut self,
         wait: bool,
@@ -560,6 +575,7 @@ impl Ring {
     /// The positions the kernel consumed since the last call: `from..to`
     /// (wrapping). Their entries can be read with [`sqe`](Self::sqe) until
     /// new ones are pushed.
+    #[inline]
     pub(super) fn take_submitted(&mut self) -> (u32, u32) {
         let head = self.counter(self.sq_head).load(Ordering::Acquire);
         let from = mem::replace(&mut self.sq_head_seen, head);
@@ -567,16 +583,19 @@ impl Ring {
     }
 
     /// `true` if the CQ holds completions we have not read.
+    #[inline]
     pub(super) fn has_completions(&self) -> bool {
         self.counter(self.cq_tail).load(Ordering::Acquire) != self.cq_head_local
     }
 
     /// The CQ positions holding unread completions: `head..tail` (wrapping).
+    #[inline]
     pub(super) fn completions(&self) -> (u32, u32) {
         (self.cq_head_local, self.counter(self.cq_tail).load(Ordering::Acquire))
     }
 
     /// The completion at `position`, which [`completions`](Self::completions) returned.
+    #[inline]
     pub(super) fn cqe(&self, position: u32) -> Cqe {
         let entry = self.cqes.wrapping_add((position & self.cq_mask) as usize);
         // SAFETY: masked index into the CQE array; the acquire load of the
@@ -585,6 +604,7 @@ impl Ring {
     }
 
     /// Gives the CQ entries before `head` back to the kernel.
+    #[inline]
     pub(super) fn release(&mut self, head: u32) {
         self.cq_head_local = head;
         // Release: our reads of the entries happen before the kernel reuses them.
@@ -596,6 +616,7 @@ impl Ring {
     /// `IORING_SETUP_TASKRUN_FLAG` tells) no woken poll waiting to be
     /// finished. Always `false` where the kernel lacks that flag (before
     /// Linux 5.19): there only an enter can tell.
+    #[inline]
     pub(super) fn is_idle(&self) -> bool {
         self.taskrun_flag
             && self.unsubmitted() == 0
@@ -605,6 +626,7 @@ impl Ring {
 
     /// `true` if the kernel holds completions the CQ had no room for; an
     /// enter with `wait` (and `min_complete` 0) moves them into the ring.
+    #[inline]
     pub(super) fn overflowed(&self) -> bool {
         self.counter(self.sq_flags).load(Ordering::Acquire) & SQ_CQ_OVERFLOW != 0
     }
@@ -764,7 +786,7 @@ mod tests {
         assert_eq!(ring.push(nop(9)), None, "a full ring takes nothing");
         // Taking back the second moves the last into its place.
         assert_eq!(ring.unqueue(1), Some(nop(3)));
-        assert_eq!(ring.sqe(1), nop(3));
+        assert_eq!(*ring.sqe(1), nop(3));
         assert_eq!(ring.unsubmitted(), 3);
         // Taking back the last moves nothing.
         assert_eq!(ring.unqueue(2), None);
