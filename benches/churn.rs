@@ -49,7 +49,7 @@ fn churn<M: Measurement, S: Selector<IoHandlers> + 'static>(c: &mut Criterion<M>
 fn setup<M: Measurement>(c: &mut Criterion<M>) {
     // Every benchmark in the multi-threaded state criterion's statistics put
     // the process in after the first one (see `share_fd_table`): each
-    // connection makes about ten fd syscalls, and the first backend measured
+    // connection makes a dozen fd syscalls, and the first backend measured
     // would otherwise look ~0.5 µs per connection faster.
     share_fd_table();
     churn(c, "tulip-epoll", EpollSelector::new().expect("epoll"));
