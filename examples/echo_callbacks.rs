@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("echo_callbacks: {message}");
             eprintln!(
-                "usage: echo_callbacks [--port N] [--backend select|poll|epoll|kqueue] \
+                "usage: echo_callbacks [--port N] [--backend select|poll|epoll|kqueue|io_uring] \
                  [--idle-timeout SECS] [--max-conns N]"
             );
             return ExitCode::from(2);

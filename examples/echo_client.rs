@@ -8,7 +8,7 @@
 //! ok: 4000 round trips over 4 connections in 0.210 s (19047 round trips/s)
 //! ```
 //!
-//! Options: `--port P` (required), `--backend select|poll|epoll|kqueue`,
+//! Options: `--port P` (required), `--backend select|poll|epoll|kqueue|io_uring`,
 //! `--conns N` (also spelt `--max-conns`: connections, default 1),
 //! `--messages N` per connection (default 1000), `--size BYTES` per message
 //! (default 64). Exits with an error if an echo differs.

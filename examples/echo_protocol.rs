@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Options: `--port P` (0 picks a free port; the first line printed says
-//! which), `--backend select|poll|epoll|kqueue`, `--max-conns N` (exit once
+//! which), `--backend select|poll|epoll|kqueue|io_uring`, `--max-conns N` (exit once
 //! N connections were served). Talk to it with `echo_client` or `nc`.
 
 mod common;
