@@ -66,17 +66,17 @@
 //! thread's next entry into the kernel, not in the waker's `write` as
 //! epoll's ready list is updated. (With `IORING_SETUP_COOP_TASKRUN` it does
 //! not interrupt the thread while it runs to do so; a sleeping thread is
-//! still woken.) A selector moved to another thread still works (the first
-//! thread finishes the polls it armed, or the kernel cancels them if it
-//! has exited, and they are re-armed), a little later. So a
-//! blocking syscall that this thread makes while its polls are armed, and
-//! that fails rather than restarts when interrupted (a `read` under
-//! `SO_RCVTIMEO`, say), may fail with `EINTR`. An event loop makes no such
-//! calls. `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1) would avoid it, but then
-//! the kernel finishes woken polls in small batches per wait (tried here: a
-//! `select` with 10,000 ready fds saw 41 of them), so one `select` would no
-//! longer return every ready fd; and it ties the ring to the thread that
-//! made it, where a selector is `Send`.
+//! still woken.) So a blocking syscall that this thread makes while its
+//! polls are armed, and that fails rather than restarts when interrupted (a
+//! `read` under `SO_RCVTIMEO`, say), may fail with `EINTR`. An event loop
+//! makes no such calls. `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1) would
+//! avoid it, but then the kernel finishes woken polls in small batches per
+//! wait (tried here: a `select` with 10,000 ready fds saw 41 of them), so
+//! one `select` would no longer return every ready fd; and it ties the ring
+//! to the thread that made it, where a selector is `Send`. A selector moved
+//! to another thread still works, a little later for the polls the first
+//! thread armed: that thread finishes them, or, if it has exited, the
+//! kernel cancels them and they are armed again.
 
 use std::collections::HashMap;
 use std::fmt;
