@@ -634,10 +634,17 @@ pub(crate) fn probe() -> Result<(), &'static str> {
     PROBED.get_or_init(probe_kernel).as_ref().map(|_| ()).map_err(String::as_str)
 }
 
+/// `true` if the sysctl `kernel.io_uring_disabled` (Linux 6.6+), read as
+/// `setting`, refuses io_uring to every process: 0 allows it, 1 allows it
+/// only to members of `kernel.io_uring_group` (which setting up a ring
+/// tells), 2 to nobody.
+fn disabled_for_everyone(setting: &str) -> bool {
+    setting.trim() == "2"
+}
+
 fn probe_kernel() -> Result<(), String> {
-    // Linux 6.6+: 0 allows io_uring, 1 only for kernel.io_uring_group, 2 for nobody.
     if let Ok(setting) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
-        if setting.trim() == "2" {
+        if disabled_for_everyone(&setting) {
             return Err("io_uring is disabled by the sysctl kernel.io_uring_disabled = 2".to_owned());
         }
     }
@@ -674,6 +681,21 @@ mod tests {
         // A WRITE key's poll that saw only POLLRDHUP has nothing to report.
         let rdhup = readiness(i32::from(libc::POLLRDHUP)).expect("a mask");
         assert!(rdhup.reported(Events::WRITE).is_empty());
+    }
+
+    #[test]
+    fn the_sysctl_refuses_everyone_only_at_2() {
+        assert!(disabled_for_everyone("2\n"));
+        assert!(!disabled_for_everyone("0\n"));
+        assert!(!disabled_for_everyone("1\n"), "1 leaves the answer to io_uring_setup");
+    }
+
+    #[test]
+    fn the_probe_agrees_with_open() {
+        let probed = probe();
+        let opened = IoUring::open();
+        assert_eq!(probed.is_ok(), opened.is_ok(), "probe {probed:?}, open {:?}", opened.err());
+        assert_eq!(crate::Backend::available().contains(&Backend::IoUring), probed.is_ok());
     }
 
     #[test]

@@ -741,6 +741,18 @@ mod tests {
     }
 
     #[test]
+    fn setup_refusals_say_why() {
+        let err = setup_error(io::Error::from_raw_os_error(libc::ENOSYS));
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        assert!(err.to_string().contains("ENOSYS"), "{err}");
+        let err = setup_error(io::Error::from_raw_os_error(libc::EPERM));
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("io_uring_disabled"), "{err}");
+        let err = setup_error(io::Error::from_raw_os_error(libc::ENOMEM));
+        assert_eq!(err.raw_os_error(), Some(libc::ENOMEM), "other errors pass through");
+    }
+
+    #[test]
     fn poll_masks_are_word_swapped_only_on_big_endian() {
         let mask = libc::POLLIN as u32;
         if cfg!(target_endian = "big") {
