@@ -57,7 +57,9 @@ pub mod select;
 pub mod io_uring;
 /// A selector over `io_uring(7)` `POLL_ADD` requests (Linux 5.11+, where the
 /// kernel allows it: see [`Backend::available`]): `register`, `modify` and
-/// `unregister` make no syscall; the changes go to the kernel with the wait.
+/// `unregister` queue their changes, which go to the kernel with the wait
+/// (only an `unregister` of a poll the kernel holds, or a full ring, sends
+/// them at once). See the [`io_uring`] module.
 #[cfg(tulip_io_uring)]
 pub type IoUringSelector<T> = BaseSelector<T, io_uring::IoUring>;
 
