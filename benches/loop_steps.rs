@@ -12,7 +12,8 @@
 //! Workloads (ELEMENTS is the batch size, links, rounds, timers or calls):
 //! tulip-batch floor-batch tokio-batch, tulip-chain floor-chain tokio-chain,
 //! tulip-timers tokio-timers, tulip-cancel, tulip-pingpong raw-pingpong,
-//! tulip-threadsafe.
+//! tulip-threadsafe, churn-epoll churn-io_uring churn-poll (ELEMENTS: at
+//! most 64 connections per run).
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -21,9 +22,10 @@ use std::process::ExitCode;
 mod loop_work;
 
 use loop_work::{
-    peers, timer_delays, FloorBatch, FloorChain, RawPingPong, TulipBatch, TulipChain, TulipPingPong,
+    peers, timer_delays, Churn, FloorBatch, FloorChain, RawPingPong, TulipBatch, TulipChain, TulipPingPong,
     TulipScheduleCancel, TulipThreadsafe, TulipTimers,
 };
+use tulip::selectors::{EpollSelector, IoUringSelector, PollSelector};
 
 fn repeat(runs: u64, mut run: impl FnMut() -> u64) {
     for _ in 0..runs {
@@ -90,6 +92,18 @@ fn main() -> ExitCode {
         }
         "tulip-threadsafe" => {
             let w = TulipThreadsafe::new();
+            repeat(runs, || w.run(n));
+        }
+        "churn-epoll" => {
+            let mut w = Churn::new(EpollSelector::new().expect("epoll"));
+            repeat(runs, || w.run(n));
+        }
+        "churn-io_uring" => {
+            let mut w = Churn::new(IoUringSelector::new().expect("io_uring"));
+            repeat(runs, || w.run(n));
+        }
+        "churn-poll" => {
+            let mut w = Churn::new(PollSelector::new().expect("poll"));
             repeat(runs, || w.run(n));
         }
         other => {

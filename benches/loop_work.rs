@@ -11,13 +11,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use tulip::{AbstractEventLoop, LoopHandle, SelectorEventLoop};
+use tulip::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers, LoopHandle, Selector, SelectorEventLoop};
 use tulip_benches::raw::RawEpoll;
 use tulip_benches::{read_byte, socketpair, write_byte};
 
@@ -445,6 +447,113 @@ impl Drop for TulipThreadsafe {
             let _ = producer.join();
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// accept-serve-close churn of short TCP connections
+
+/// A listener on the loop accepting short connections: each is registered
+/// (`add_reader`), served once (read a 1-byte request, write a 1-byte
+/// response) and unregistered and closed from its own reader. Generic over
+/// the selector, so epoll and io_uring run the same static code: on epoll a
+/// connection costs an `epoll_ctl` to register and one to unregister; on
+/// io_uring both ride in the `io_uring_enter` that waits.
+pub struct Churn<S: Selector<IoHandlers> + 'static> {
+    event_loop: BaseSelectorEventLoop<S>,
+    address: SocketAddr,
+    served: Rc<Cell<u64>>,
+    target: Rc<Cell<u64>>,
+    clients: Vec<TcpStream>,
+}
+
+/// How many connections a [`Churn`] run opens at once: the listener's
+/// backlog must hold them all before the loop accepts.
+pub const CHURN_BATCH: u64 = 64;
+
+impl<S: Selector<IoHandlers> + 'static> Churn<S> {
+    pub fn new(selector: S) -> Churn<S> {
+        let event_loop = BaseSelectorEventLoop::with_selector(selector).expect("event loop");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking listener");
+        let address = listener.local_addr().expect("local address");
+        let served = Rc::new(Cell::new(0));
+        let target = Rc::new(Cell::new(0));
+        let (s, t) = (Rc::clone(&served), Rc::clone(&target));
+        event_loop
+            .add_reader(listener.as_raw_fd(), move |event_loop| {
+                while let Ok((stream, _)) = listener.accept() {
+                    serve_one(event_loop, stream, Rc::clone(&s), Rc::clone(&t));
+                }
+            })
+            .expect("add_reader on the listener");
+        Churn { event_loop, address, served, target, clients: Vec::new() }
+    }
+
+    /// `n` (at most [`CHURN_BATCH`]) clients connect and send a request;
+    /// the loop accepts, serves and closes each; the clients read the
+    /// response and close with a reset (no `TIME_WAIT` left behind).
+    /// Returns how many connections were served.
+    #[inline(never)]
+    pub fn run(&mut self, n: u64) -> u64 {
+        assert!(n <= CHURN_BATCH, "at most {CHURN_BATCH} connections per run");
+        self.served.set(0);
+        self.target.set(n);
+        for _ in 0..n {
+            let mut client = TcpStream::connect(self.address).expect("connect");
+            client.write_all(b"?").expect("request");
+            self.clients.push(client);
+        }
+        self.event_loop.run_forever().expect("run_forever");
+        for mut client in self.clients.drain(..) {
+            let mut response = [0u8; 1];
+            client.read_exact(&mut response).expect("response");
+            reset_on_close(&client);
+        }
+        self.served.get()
+    }
+}
+
+/// Registers `stream`, whose reader serves it once and closes it.
+fn serve_one<L: AbstractEventLoop>(
+    event_loop: &L,
+    stream: TcpStream,
+    served: Rc<Cell<u64>>,
+    target: Rc<Cell<u64>>,
+) {
+    stream.set_nonblocking(true).expect("non-blocking");
+    let fd = stream.as_raw_fd();
+    let mut stream = Some(stream);
+    event_loop
+        .add_reader(fd, move |event_loop| {
+            let Some(mut conn) = stream.take() else { return };
+            let mut request = [0u8; 1];
+            conn.read_exact(&mut request).expect("request");
+            conn.write_all(b"!").expect("response");
+            // Unregister first, then close (drop).
+            event_loop.remove_reader(fd).expect("remove_reader");
+            drop(conn);
+            served.set(served.get() + 1);
+            if served.get() == target.get() {
+                event_loop.stop();
+            }
+        })
+        .expect("add_reader on a connection");
+}
+
+/// `SO_LINGER` of zero: closing sends a reset and leaves no `TIME_WAIT`.
+fn reset_on_close(stream: &TcpStream) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt reads one `linger` of the size given.
+    let set = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "SO_LINGER");
 }
 
 // ---------------------------------------------------------------------------

@@ -11,9 +11,10 @@
 //! bash benches/callgrind_ir.sh tulip-epoll ready 1000   # instructions per step
 //! ```
 //!
-//! Implementations: raw-epoll tulip-epoll raw-poll tulip-poll raw-select tulip-select.
-//! Workloads: ready (1 of N), idle (zero timeout, N idle), pingpong,
-//! regunreg and modify (these two: epoll only, N ignored).
+//! Implementations: raw-epoll tulip-epoll tulip-io_uring raw-poll tulip-poll
+//! raw-select tulip-select. Workloads: ready (1 of N), idle (zero timeout,
+//! N idle), pingpong, regunreg and modify (these two: epoll and io_uring
+//! only, N ignored).
 
 use std::hint::black_box;
 use std::os::unix::io::{AsRawFd, OwnedFd, RawFd};
@@ -24,7 +25,7 @@ use tulip_benches::{
     idle_fds, idle_step, modify_step, one_ready_step, ping_pong_step, raise_fd_limit, raw_modify_step,
     raw_register_unregister_step, register_unregister_step, socketpair, OneReady, Tulip, Wait,
 };
-use tulip_selectors::{EpollSelector, Events, PollSelector, SelectSelector, Selector};
+use tulip_selectors::{EpollSelector, Events, IoUringSelector, PollSelector, SelectSelector, Selector};
 
 fn repeat(iterations: u64, mut step: impl FnMut() -> usize) {
     for _ in 0..iterations {
@@ -103,7 +104,20 @@ fn main() -> ExitCode {
                     repeat(iterations, || modify_step(&mut selector, fd));
                     Ok(())
                 }
-                _ => Err(format!("{workload} is measured for raw-epoll and tulip-epoll only")),
+                ("tulip-io_uring", "regunreg") => {
+                    let mut selector = IoUringSelector::new().expect("io_uring");
+                    repeat(iterations, || register_unregister_step(&mut selector, fd));
+                    Ok(())
+                }
+                ("tulip-io_uring", "modify") => {
+                    let mut selector = IoUringSelector::new().expect("io_uring");
+                    selector.register(fd, Events::READ, 0).expect("register");
+                    repeat(iterations, || modify_step(&mut selector, fd));
+                    Ok(())
+                }
+                _ => {
+                    Err(format!("{workload} is measured for raw-epoll, tulip-epoll and tulip-io_uring only"))
+                }
             }
         }
         _ => {
@@ -122,6 +136,10 @@ fn main() -> ExitCode {
                 "raw-select" => run_wait(workload, iterations, &fixture, RawSelect::readers(&fds)),
                 "tulip-epoll" => {
                     let selector = EpollSelector::new().expect("epoll");
+                    run_wait(workload, iterations, &fixture, Tulip::readers(selector, &fds))
+                }
+                "tulip-io_uring" => {
+                    let selector = IoUringSelector::new().expect("io_uring");
                     run_wait(workload, iterations, &fixture, Tulip::readers(selector, &fds))
                 }
                 "tulip-poll" => {

@@ -10,8 +10,9 @@
 //! - `ping_pong`: both ends of a socketpair in one selector, one byte each way;
 //!   one element = one round trip (two selects).
 //!
-//! Function names: `tulip-<backend>` (static dispatch, no `Box`),
-//! `raw-<syscall>` (the syscall driven directly: the floor), `mio`, `polling`.
+//! Function names: `tulip-<backend>` (static dispatch, no `Box`; io_uring
+//! where the kernel allows it), `raw-<syscall>` (the syscall driven
+//! directly: the floor), `mio`, `polling`.
 //! Every implementation sees the same fds, and each loop returns the sum of
 //! the ready fds, checked once before timing.
 //!
@@ -34,7 +35,7 @@ use tulip_benches::{
     raw_register_unregister_step, register_unregister_step, share_fd_table, socketpair, OneReady, Tulip,
     Wait,
 };
-use tulip_selectors::{EpollSelector, PollSelector, SelectSelector, Selector};
+use tulip_selectors::{Backend, EpollSelector, IoUringSelector, PollSelector, SelectSelector, Selector};
 
 mod cpu_time;
 use cpu_time::{Clock, ThreadCpuTime};
@@ -69,6 +70,16 @@ fn bench<M: Measurement>(
         None => BenchmarkId::from_parameter(name),
     };
     group.bench_function(id, |b| b.iter(&mut step));
+}
+
+/// `true` where the kernel lets this process use io_uring (otherwise its
+/// benchmarks are skipped, with a note).
+fn io_uring() -> bool {
+    let available = Backend::available().contains(&Backend::IoUring);
+    if !available {
+        eprintln!("io_uring is not available here: its benchmarks are skipped");
+    }
+    available
 }
 
 fn fits_fd_set(fds: &[RawFd]) -> bool {
@@ -155,6 +166,10 @@ fn ready_one_of_n<M: Measurement>(c: &mut Criterion<M>) {
         let group = &mut group;
         run(group, "raw-epoll", &fixture, RawEpoll::readers(&fds));
         run(group, "tulip-epoll", &fixture, Tulip::readers(EpollSelector::new().expect("epoll"), &fds));
+        if io_uring() {
+            let selector = IoUringSelector::new().expect("io_uring");
+            run(group, "tulip-io_uring", &fixture, Tulip::readers(selector, &fds));
+        }
         run(group, "raw-poll", &fixture, RawPoll::readers(&fds));
         run(group, "tulip-poll", &fixture, Tulip::readers(PollSelector::new().expect("poll"), &fds));
         if fits_fd_set(&fds) {
@@ -182,6 +197,9 @@ fn idle_zero_timeout<M: Measurement>(c: &mut Criterion<M>) {
         let group = &mut group;
         run(group, "raw-epoll", n, RawEpoll::readers(&fds));
         run(group, "tulip-epoll", n, Tulip::readers(EpollSelector::new().expect("epoll"), &fds));
+        if io_uring() {
+            run(group, "tulip-io_uring", n, Tulip::readers(IoUringSelector::new().expect("io_uring"), &fds));
+        }
         run(group, "raw-poll", n, RawPoll::readers(&fds));
         run(group, "tulip-poll", n, Tulip::readers(PollSelector::new().expect("poll"), &fds));
         if fits_fd_set(&fds) {
@@ -214,6 +232,9 @@ fn register_unregister<M: Measurement>(c: &mut Criterion<M>) {
     let raw = RawEpoll::new(1);
     bench(&mut group, "raw-epoll", None, fd as usize, || raw_register_unregister_step(&raw, fd));
     tulip(&mut group, "tulip-epoll", EpollSelector::new().expect("epoll"), fd);
+    if io_uring() {
+        tulip(&mut group, "tulip-io_uring", IoUringSelector::new().expect("io_uring"), fd);
+    }
     tulip(&mut group, "tulip-poll", PollSelector::new().expect("poll"), fd);
     tulip(&mut group, "tulip-select", SelectSelector::new().expect("select"), fd);
 
@@ -257,6 +278,10 @@ fn modify<M: Measurement>(c: &mut Criterion<M>) {
     let raw = RawEpoll::readers(&[fd]);
     bench(&mut group, "raw-epoll", None, fd as usize, || raw_modify_step(&raw, fd));
     tulip(&mut group, "tulip-epoll", EpollSelector::new().expect("epoll"), fd);
+    if io_uring() {
+        // Never waited on, so each modify rewrites the queued poll in place.
+        tulip(&mut group, "tulip-io_uring", IoUringSelector::new().expect("io_uring"), fd);
+    }
     tulip(&mut group, "tulip-poll", PollSelector::new().expect("poll"), fd);
     tulip(&mut group, "tulip-select", SelectSelector::new().expect("select"), fd);
 
@@ -298,6 +323,9 @@ fn ping_pong<M: Measurement>(c: &mut Criterion<M>) {
     let group = &mut group;
     run(group, "raw-epoll", ends, RawEpoll::readers(&fds));
     run(group, "tulip-epoll", ends, Tulip::readers(EpollSelector::new().expect("epoll"), &fds));
+    if io_uring() {
+        run(group, "tulip-io_uring", ends, Tulip::readers(IoUringSelector::new().expect("io_uring"), &fds));
+    }
     run(group, "raw-poll", ends, RawPoll::readers(&fds));
     run(group, "tulip-poll", ends, Tulip::readers(PollSelector::new().expect("poll"), &fds));
     run(group, "raw-select", ends, RawSelect::readers(&fds));

@@ -41,7 +41,7 @@ const USAGE: &str = concat!(
     "usage: echo_callbacks [--port P] [--backend NAME] [--idle-timeout SECS] [--max-conns N]\n\n",
     "An echo server written with loop callbacks only (add_reader, add_writer, call_later).\n",
     "  --port P              port on 127.0.0.1 (default 8888; 0 picks a free one)\n",
-    "  --backend NAME        select, poll, epoll or kqueue (default: SelectorEventLoop's)\n",
+    "  --backend NAME        select, poll, epoll, kqueue or io_uring (default: SelectorEventLoop's)\n",
     "  --idle-timeout SECS   close connections idle this long (default 10)\n",
     "  --max-conns N         exit after N connections have closed\n",
     "  -h, --help            show this help"

@@ -8,7 +8,7 @@
 //! ok: 4000 round trips over 4 connections in 0.210 s (19047 round trips/s)
 //! ```
 //!
-//! Options: `--port P` (required), `--backend select|poll|epoll|kqueue`,
+//! Options: `--port P` (required), `--backend select|poll|epoll|kqueue|io_uring`,
 //! `--conns N` (also spelt `--max-conns`: connections, default 1),
 //! `--messages N` per connection (default 1000), `--size BYTES` per message
 //! (default 64). Exits with an error if an echo differs.
@@ -29,7 +29,7 @@ const USAGE: &str = concat!(
     "usage: echo_client --port P [--backend NAME] [--conns N] [--messages N] [--size BYTES]\n\n",
     "Checks an echo server: every message must come back intact.\n",
     "  --port P          the server's port on 127.0.0.1 (required)\n",
-    "  --backend NAME    select, poll, epoll or kqueue (default: the best one here)\n",
+    "  --backend NAME    select, poll, epoll, kqueue or io_uring (default: the best one here)\n",
     "  --conns N         connections (also --max-conns; default 1)\n",
     "  --messages N      messages per connection (default 1000)\n",
     "  --size BYTES      bytes per message (default 64)\n",

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Options: `--port P` (0 picks a free port; the first line printed says
-//! which), `--backend select|poll|epoll|kqueue`, `--max-conns N` (exit once
+//! which), `--backend select|poll|epoll|kqueue|io_uring`, `--max-conns N` (exit once
 //! N connections were served). Talk to it with `echo_client` or `nc`.
 
 mod common;
@@ -25,7 +25,7 @@ const USAGE: &str = concat!(
     "usage: echo_protocol [--port P] [--backend NAME] [--max-conns N]\n\n",
     "An echo server written with a Protocol and its Transport.\n",
     "  --port P          port on 127.0.0.1 (default 8888; 0 picks a free one)\n",
-    "  --backend NAME    select, poll, epoll or kqueue (default: the best one here)\n",
+    "  --backend NAME    select, poll, epoll, kqueue or io_uring (default: the best one here)\n",
     "  --max-conns N     exit once N connections were served (N >= 1)\n",
     "  -h, --help        show this help"
 );

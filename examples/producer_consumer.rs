@@ -89,7 +89,7 @@ async fn consumer(shop: Rc<Shop>, id: u64) -> io::Result<()> {
 const USAGE: &str = "usage: producer_consumer [--backend NAME]\n\n\
 Producers and consumers over a bounded Queue, in a TaskGroup, with a Semaphore\n\
 and a Lock; it ends by itself.\n  \
---backend NAME    select, poll, epoll or kqueue (default: the best one here)\n  \
+--backend NAME    select, poll, epoll, kqueue or io_uring (default: the best one here)\n  \
 -h, --help        show this help";
 
 fn backend_from_args() -> Backend {

@@ -5,7 +5,7 @@
 //! selector says the fd is ready.
 //!
 //! ```text
-//! cargo run --example seed_server -- [PORT] [--port PORT] [--backend select|poll|epoll|kqueue] [--max-conns N]
+//! cargo run --example seed_server -- [PORT] [--port PORT] [--backend select|poll|epoll|kqueue|io_uring] [--max-conns N]
 //! ```
 //!
 //! Try it with `nc 127.0.0.1 8888`. Every readiness event it handles is
@@ -38,7 +38,7 @@ usage: seed_server [PORT] [--port PORT] [--backend NAME] [--max-conns N]
 
 An echo server on 127.0.0.1 driven by one selector (default port 8888).
   PORT, --port PORT   port to listen on; 0 lets the system choose
-  --backend NAME      select, poll, epoll or kqueue (default: the best one here)
+  --backend NAME      select, poll, epoll, kqueue or io_uring (default: the best one here)
   --max-conns N       exit after N connections have been closed (N >= 1)
   -h, --help          show this help";
 

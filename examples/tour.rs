@@ -53,7 +53,7 @@ fn main() -> io::Result<()> {
 /// our job to keep calling, to add and remove events, to go through the
 /// events." Once per backend this machine has.
 fn polling() -> io::Result<()> {
-    slide("1. Polling: select, poll, epoll, kqueue");
+    slide("1. Polling: select, poll, epoll, kqueue, io_uring");
     for backend in Backend::available() {
         println!("-- {}", backend.capabilities());
         // 1. Create the poller.

@@ -3,10 +3,14 @@
 //! `tulip_eventfd` (Linux, Android: the waker needs one fd, not a pipe) and
 //! `tulip_pipe2` (`pipe2(2)` makes a pipe close-on-exec and non-blocking
 //! in one call), `tulip_dup3` (`dup3(2)` sets close-on-exec as it
-//! duplicates). `select` and `poll` exist on every Unix and need no alias.
+//! duplicates), `tulip_io_uring` (Linux; whether the kernel allows it is
+//! asked at run time). `select` and `poll` exist on every Unix and need no
+//! alias.
 
 fn main() {
-    for alias in ["tulip_epoll", "tulip_kqueue", "tulip_eventfd", "tulip_pipe2", "tulip_dup3"] {
+    for alias in
+        ["tulip_epoll", "tulip_kqueue", "tulip_eventfd", "tulip_pipe2", "tulip_dup3", "tulip_io_uring"]
+    {
         println!("cargo::rustc-check-cfg=cfg({alias})");
     }
     println!("cargo::rerun-if-changed=build.rs");
@@ -24,5 +28,8 @@ fn main() {
     if linux || bsd {
         println!("cargo::rustc-cfg=tulip_pipe2");
         println!("cargo::rustc-cfg=tulip_dup3");
+    }
+    if os == "linux" {
+        println!("cargo::rustc-cfg=tulip_io_uring");
     }
 }

@@ -95,6 +95,7 @@ macro_rules! port_tests {
         port_tests!(@backend poll, Poll, $($case),*);
         port_tests!(@backend epoll, Epoll, $($case),*);
         port_tests!(@backend kqueue, Kqueue, $($case),*);
+        port_tests!(@backend io_uring, IoUring, $($case),*);
     };
     (@backend $module:ident, $variant:ident, $($case:ident),*) => {
         mod $module {

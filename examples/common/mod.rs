@@ -120,7 +120,7 @@ pub struct ServerArgs {
 
 /// The option lines of [`ServerArgs`], for a server's usage text.
 pub const SERVER_OPTIONS: &str = "  --port P          port on 127.0.0.1 (default 8888; 0 picks a free one)
-  --backend NAME    select, poll, epoll or kqueue (default: the best one here)
+  --backend NAME    select, poll, epoll, kqueue or io_uring (default: the best one here)
   --max-conns N     exit once N connections were served (N >= 1)
   -h, --help        show this help";
 

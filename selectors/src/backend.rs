@@ -23,15 +23,23 @@ pub enum Backend {
     Epoll,
     /// `kqueue(2)`: macOS, iOS and the BSDs; O(ready fds) per call.
     Kqueue,
+    /// `io_uring(7)` poll requests: Linux 5.11+, where the kernel allows it;
+    /// O(ready fds) per call, and no syscall to register, modify or unregister.
+    IoUring,
 }
 
 impl Backend {
     /// Every backend, whether or not this target has it.
-    pub const ALL: [Backend; 4] = [Backend::Select, Backend::Poll, Backend::Epoll, Backend::Kqueue];
+    pub const ALL: [Backend; 5] =
+        [Backend::Select, Backend::Poll, Backend::Epoll, Backend::Kqueue, Backend::IoUring];
 
-    /// The backends compiled for this target, best first.
+    /// The backends this target has, best first. io_uring comes last, and
+    /// only where the kernel lets this process use it (asked once, on the
+    /// first call: the sysctl `kernel.io_uring_disabled`, then a small ring,
+    /// which fails on kernels without io_uring, under a seccomp filter, or
+    /// without the features and opcodes the backend needs).
     pub fn available() -> Vec<Backend> {
-        let mut backends = Vec::with_capacity(3);
+        let mut backends = Vec::with_capacity(4);
         if cfg!(tulip_epoll) {
             backends.push(Backend::Epoll);
         }
@@ -39,22 +47,36 @@ impl Backend {
             backends.push(Backend::Kqueue);
         }
         backends.extend([Backend::Poll, Backend::Select]);
+        #[cfg(tulip_io_uring)]
+        if crate::io_uring::probe().is_ok() {
+            backends.push(Backend::IoUring);
+        }
         backends
     }
 
-    /// The backend [`DefaultSelector`](crate::DefaultSelector) uses here.
+    /// The backend [`DefaultSelector`](crate::DefaultSelector) uses here:
+    /// the first of [`available`](Self::available), found without asking
+    /// the kernel anything.
     #[allow(clippy::should_implement_trait)] // contract name; `Default` is implemented too
     pub fn default() -> Backend {
-        Backend::available()[0]
+        if cfg!(tulip_epoll) {
+            Backend::Epoll
+        } else if cfg!(tulip_kqueue) {
+            Backend::Kqueue
+        } else {
+            Backend::Poll
+        }
     }
 
-    /// Python's name for the backend: `"select"`, `"poll"`, `"epoll"`, `"kqueue"`.
+    /// Python's name for the backend: `"select"`, `"poll"`, `"epoll"`,
+    /// `"kqueue"`, and `"io_uring"`.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Select => "select",
             Backend::Poll => "poll",
             Backend::Epoll => "epoll",
             Backend::Kqueue => "kqueue",
+            Backend::IoUring => "io_uring",
         }
     }
 
@@ -63,7 +85,8 @@ impl Backend {
     /// # Errors
     ///
     /// [`Unsupported`](io::ErrorKind::Unsupported) if this target lacks the
-    /// backend; otherwise the error of creating its kernel handle.
+    /// backend (for io_uring: if this kernel does not let this process use
+    /// it, with the reason); otherwise the error of creating its kernel handle.
     pub fn open<T: 'static>(self) -> io::Result<Box<dyn Selector<T>>> {
         match self {
             Backend::Select => Ok(Box::new(SelectSelector::<T>::new()?)),
@@ -72,6 +95,14 @@ impl Backend {
             Backend::Epoll => Ok(Box::new(crate::EpollSelector::<T>::new()?)),
             #[cfg(tulip_kqueue)]
             Backend::Kqueue => Ok(Box::new(crate::KqueueSelector::<T>::new()?)),
+            #[cfg(tulip_io_uring)]
+            Backend::IoUring => match crate::io_uring::probe() {
+                Ok(()) => Ok(Box::new(crate::IoUringSelector::<T>::new()?)),
+                Err(reason) => Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("the io_uring backend is not available here: {reason}"),
+                )),
+            },
             #[allow(unreachable_patterns)] // reachable on targets lacking a backend
             unavailable => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -102,7 +133,7 @@ impl FromStr for Backend {
         Backend::ALL.into_iter().find(|b| b.name().eq_ignore_ascii_case(name)).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("unknown backend {name:?}: expected select, poll, epoll or kqueue"),
+                format!("unknown backend {name:?}: expected select, poll, epoll, kqueue or io_uring"),
             )
         })
     }

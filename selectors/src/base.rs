@@ -162,14 +162,7 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     ///
     /// The error of creating the kernel handle, if the mechanism has one.
     pub fn new() -> io::Result<Self> {
-        let born = fork_generation();
-        let mut selector = BaseSelector {
-            registry: Registry::new(),
-            mechanism: M::open()?,
-            ready: Vec::new(),
-            born,
-            observer: None,
-        };
+        let mut selector = Self::with_mechanism(M::open()?);
         if let Some(observer) = transcript::from_environment() {
             selector.set_observer(Some(observer));
             if let Some((call, fd)) = selector.mechanism.describe_open() {
@@ -177,6 +170,18 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
             }
         }
         Ok(selector)
+    }
+
+    /// An empty selector over a mechanism made some other way (tests make
+    /// small ones).
+    pub(crate) fn with_mechanism(mechanism: M) -> Self {
+        BaseSelector {
+            registry: Registry::new(),
+            mechanism,
+            ready: Vec::new(),
+            born: fork_generation(),
+            observer: None,
+        }
     }
 
     /// Tells the observer of one system call, if there is one.

@@ -1,5 +1,5 @@
 //! What each backend can do, as data: what a student compares between
-//! `select`, `poll`, `epoll` and `kqueue`, what a crate linking this one
+//! `select`, `poll`, `epoll`, `kqueue` and `io_uring`, what a crate linking this one
 //! may rely on, and what the README's backend table is made from (a test
 //! checks the two agree).
 
@@ -56,7 +56,8 @@ impl fmt::Display for FdLimit {
 pub enum ClosedFd {
     /// `select` fails with `EBADF` (the `select` backend).
     SelectFails,
-    /// The fd is reported ready, for every registered event (`POLLNVAL`).
+    /// The fd is reported ready, for every registered event (`poll`'s
+    /// `POLLNVAL`, io_uring's poll completing with `EBADF`).
     ReportedReady,
     /// The kernel dropped the registration with the file: nothing is
     /// reported, the key stays until unregistered (`epoll`, `kqueue`).
@@ -67,7 +68,7 @@ impl fmt::Display for ClosedFd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ClosedFd::SelectFails => "select fails (EBADF)",
-            ClosedFd::ReportedReady => "reported ready (POLLNVAL)",
+            ClosedFd::ReportedReady => "reported ready",
             ClosedFd::Forgotten => "silently forgotten",
         })
     }
@@ -188,6 +189,25 @@ impl Backend {
                 timeout_resolution: Duration::from_nanos(1),
                 fd_limit: FdLimit::OpenFiles,
                 closed_fd: ClosedFd::Forgotten,
+                watches: Watches::OpenFile,
+                level_triggered: true,
+            },
+            Backend::IoUring => Capabilities {
+                backend: self,
+                syscalls: &["io_uring_setup", "io_uring_enter"],
+                platforms: "Linux 5.11+, if allowed",
+                // The armed polls live in the ring between calls.
+                kernel_object: true,
+                // Plus re-arming each poll that fired (one-shot polls).
+                select_cost: SelectCost::Ready,
+                // Changes wait in the submission ring for the next wait.
+                register_syscall: false,
+                timeout_resolution: Duration::from_nanos(1),
+                fd_limit: FdLimit::OpenFiles,
+                // The poll is submitted at the next `select` and completes
+                // at once with EBADF, reported as ready.
+                closed_fd: ClosedFd::ReportedReady,
+                // Once armed, a poll holds the open file.
                 watches: Watches::OpenFile,
                 level_triggered: true,
             },

@@ -27,7 +27,8 @@
 //! timeouts up, clamps huge ones and retries after `EINTR`. Each backend is a
 //! [`Mechanism`](mechanism::Mechanism) in its own module, holding only its syscalls and the meaning
 //! of its event bits: [`select`](SelectSelector), [`poll`](PollSelector),
-//! `epoll` (Linux, Android) and `kqueue` (macOS, iOS, the BSDs).
+//! `epoll` (Linux, Android), `kqueue` (macOS, iOS, the BSDs) and `io_uring`
+//! (Linux, where the kernel allows it).
 //! [`DefaultSelector`] is the best one for the target; [`Backend::open`]
 //! picks one at run time.
 
@@ -59,6 +60,16 @@ mod waker;
 
 mod poll;
 mod select;
+
+#[cfg(tulip_io_uring)]
+mod io_uring;
+/// A selector over `io_uring(7)` `POLL_ADD` requests (Linux 5.11+, where the
+/// kernel allows it: see [`Backend::available`]): `register`, `modify` and
+/// `unregister` queue their changes, which go to the kernel with the wait
+/// (only an `unregister` of a poll the kernel holds, or a full ring, sends
+/// them at once). See [`mechanism::IoUring`].
+#[cfg(tulip_io_uring)]
+pub type IoUringSelector<T> = BaseSelector<T, io_uring::IoUring>;
 
 cfg_if::cfg_if! {
     if #[cfg(tulip_epoll)] {
@@ -130,6 +141,8 @@ pub mod mechanism {
 
     #[cfg(tulip_epoll)]
     pub use crate::epoll::Epoll;
+    #[cfg(tulip_io_uring)]
+    pub use crate::io_uring::IoUring;
     #[cfg(tulip_kqueue)]
     pub use crate::kqueue::Kqueue;
     pub use crate::poll::Poll;

@@ -788,8 +788,9 @@ fn test_register_bad_fd<S: Selector<Data>>(f: &Flavour<S>) {
     let key = result.expect("select and poll make no syscall at register");
     assert_eq!((key.fd, key.events), (bad, BOTH));
     assert_eq!(sel.len(), 2);
-    if f.is(Backend::Poll) {
-        // POLLNVAL: reported ready for everything registered.
+    if f.is(Backend::Poll) || f.is(Backend::IoUring) {
+        // POLLNVAL (io_uring: the poll fails with EBADF): reported ready
+        // for everything registered.
         assert_eq!(ready(&mut sel, Some(BOUND)), [(bad, BOTH, s("bad"))]);
     } else {
         // select(2) refuses the whole call.
@@ -1178,6 +1179,18 @@ macro_rules! instantiate {
                 super::$case(&Flavour::concrete(Backend::Kqueue, tulip_selectors::KqueueSelector::<Data>::new));
             } )*
         }
+        #[cfg(target_os = "linux")]
+        mod io_uring_selector {
+            use super::*;
+            $( #[test] fn $case() {
+                // Compiled for Linux; run where the kernel allows io_uring.
+                if !Backend::available().contains(&Backend::IoUring) {
+                    println!("skipped: {:?}", Backend::IoUring.open::<Data>().err());
+                    return;
+                }
+                super::$case(&Flavour::concrete(Backend::IoUring, tulip_selectors::IoUringSelector::<Data>::new));
+            } )*
+        }
         mod default_selector {
             use super::*;
             $( #[test] fn $case() {
@@ -1289,6 +1302,13 @@ fn contract_signatures() {
         fn raw<X: AsRawFd>() {}
         raw::<tulip_selectors::EpollSelector<D>>();
     }
+    #[cfg(target_os = "linux")]
+    {
+        let _: fn() -> io::Result<tulip_selectors::IoUringSelector<D>> =
+            tulip_selectors::IoUringSelector::<D>::new;
+        fn raw<X: AsRawFd>() {}
+        raw::<tulip_selectors::IoUringSelector<D>>();
+    }
     #[cfg(any(
         target_os = "macos",
         target_os = "ios",
@@ -1305,14 +1325,14 @@ fn contract_signatures() {
     }
 
     // Backend.
-    let _: [Backend; 4] = Backend::ALL;
+    let _: [Backend; 5] = Backend::ALL;
     let _: fn() -> Vec<Backend> = Backend::available;
     let _: fn() -> Backend = Backend::default;
     let _: fn(Backend) -> io::Result<Box<dyn Selector<D>>> = Backend::open::<D>;
     let _: fn(&str) -> Result<Backend, io::Error> = <Backend as FromStr>::from_str;
     fn backend_traits<X: Copy + Eq + Debug + Display + FromStr<Err = io::Error>>() {}
     backend_traits::<Backend>();
-    let _ = [Backend::Select, Backend::Poll, Backend::Epoll, Backend::Kqueue];
+    let _ = [Backend::Select, Backend::Poll, Backend::Epoll, Backend::Kqueue, Backend::IoUring];
 
     // Events, keys, results.
     const R: Events = EVENT_READ;
@@ -1375,6 +1395,7 @@ fn backend_display_and_from_str() {
         (Backend::Poll, "poll"),
         (Backend::Epoll, "epoll"),
         (Backend::Kqueue, "kqueue"),
+        (Backend::IoUring, "io_uring"),
     ];
     for (backend, name) in names {
         assert_eq!(backend.to_string(), name);
@@ -1398,7 +1419,8 @@ fn backend_display_and_from_str() {
         assert_eq!(copied, backend);
         assert!(!format!("{backend:?}").is_empty());
     }
-    for bad in ["", "devpoll", "select2", "epol", "iocp", "poll\n", " kqueue"] {
+    for bad in ["", "devpoll", "select2", "epol", "iocp", "poll\n", " kqueue", "io-uring", "iouring", "uring"]
+    {
         let err: io::Error = bad.parse::<Backend>().expect_err(bad);
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
     }
@@ -1407,8 +1429,8 @@ fn backend_display_and_from_str() {
 #[test]
 fn backend_all_available_default() {
     let all: HashSet<String> = Backend::ALL.iter().map(|b| b.to_string()).collect();
-    assert_eq!(all.len(), 4, "ALL holds each backend once");
-    for b in [Backend::Select, Backend::Poll, Backend::Epoll, Backend::Kqueue] {
+    assert_eq!(all.len(), 5, "ALL holds each backend once");
+    for b in [Backend::Select, Backend::Poll, Backend::Epoll, Backend::Kqueue, Backend::IoUring] {
         assert!(Backend::ALL.contains(&b));
     }
     let available = Backend::available();
@@ -1416,6 +1438,9 @@ fn backend_all_available_default() {
     assert_eq!(available[0], Backend::default());
     assert!(available.iter().all(|b| Backend::ALL.contains(b)));
     assert!(available.contains(&Backend::Select) && available.contains(&Backend::Poll));
+    if let Some(position) = available.iter().position(|&b| b == Backend::IoUring) {
+        assert_eq!(position, available.len() - 1, "io_uring, where there, comes last: {available:?}");
+    }
     let unique: HashSet<String> = available.iter().map(|b| b.to_string()).collect();
     assert_eq!(unique.len(), available.len());
     if cfg!(any(target_os = "linux", target_os = "android")) {
@@ -1494,5 +1519,37 @@ mod epoll_handle {
         let fd = sel.as_raw_fd();
         sel.close().expect("close");
         assert!(!is_open(fd), "close must close the epoll fd");
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod io_uring_handle {
+    use super::*;
+    use tulip_selectors::IoUringSelector;
+
+    /// The io_uring fd: close-on-exec, an io_uring instance, closed on drop
+    /// and by `close` (exclusive, so the number cannot be reused meanwhile).
+    #[test]
+    fn io_uring_selector_fd() {
+        if !Backend::available().contains(&Backend::IoUring) {
+            println!("skipped: {:?}", Backend::IoUring.open::<Data>().err());
+            return;
+        }
+        let _fds = exclusive();
+        let sel = IoUringSelector::<Data>::new().unwrap();
+        let fd = sel.as_raw_fd();
+        assert!(fd >= 0);
+        // SAFETY: F_GETFD only reads the descriptor flags.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert!(flags != -1 && flags & libc::FD_CLOEXEC != 0, "the io_uring fd must be close-on-exec");
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).expect("readlink");
+        assert!(link.to_string_lossy().contains("io_uring"), "{link:?}");
+        drop(sel);
+        assert!(!is_open(fd), "drop must close the io_uring fd");
+
+        let sel = IoUringSelector::<Data>::new().unwrap();
+        let fd = sel.as_raw_fd();
+        sel.close().expect("close");
+        assert!(!is_open(fd), "close must close the io_uring fd");
     }
 }

@@ -75,6 +75,12 @@ fn scripted(backend: Backend) {
             expect(format!("ident={fb}, EVFILT_READ, EV_ADD"));
             expect("kevent(".to_owned());
         }
+        Backend::IoUring => {
+            // Both polls go to the kernel with the wait; both completed, so
+            // the modify and the unregister have nothing to cancel.
+            expect("to_submit=2, min_complete=1, timeout=10ms) = 2 [".to_owned());
+            assert_eq!(lines.len(), 1, "io_uring queues registrations: {joined}");
+        }
     }
     for line in &lines {
         if line.contains("select(") && !line.starts_with("select(") {
@@ -153,7 +159,14 @@ fn an_interrupted_wait_and_its_retry_are_both_reported(backend: Backend) {
     let joined = lines.take().join("\n");
     let waits: Vec<&str> = joined.lines().filter(|line| line.ends_with("select(300ms)")).collect();
     assert!(waits.len() >= 2, "{backend}: {joined}");
-    assert!(waits[0].contains("= -1 EINTR"), "{backend}: {joined}");
+    if backend == Backend::IoUring {
+        // An `io_uring_enter` that also sent requests returns how many it
+        // sent, not the interrupted wait's EINTR: the early return shows
+        // as `= 0`, and the retry follows all the same.
+        assert!(waits[0].contains("= -1 EINTR") || waits[0].contains("= 0"), "{backend}: {joined}");
+    } else {
+        assert!(waits[0].contains("= -1 EINTR"), "{backend}: {joined}");
+    }
     assert!(waits.last().unwrap().contains("= 0"), "{backend}: {joined}");
 }
 

@@ -45,23 +45,26 @@ impl<S: Selector<IoHandlers> + 'static> TestLoop for BaseSelectorEventLoop<S> {
     }
 }
 
-/// `backend_tests!(runner: a, b)` makes `select::a`, `poll::a`, `epoll::a`
-/// and `kqueue::a`, each calling `common::runner(Backend::…, super::a)`, so
-/// a failure names the backend it failed on. Every backend gets its tests
-/// on every target: the runners ([`with_backend`], [`with_loop`],
-/// [`run_on_thread`]) skip, with a note, the backends this target lacks.
+/// `backend_tests!(runner: a, b)` makes `select::a`, `poll::a`, `epoll::a`,
+/// `kqueue::a` and `io_uring::a`, each calling `common::runner(Backend::…,
+/// super::a)`, so a failure names the backend it failed on. Every backend
+/// gets its tests on every target: the runners ([`with_backend`],
+/// [`with_loop`], [`run_on_thread`]) skip, with a note, the backends this
+/// target lacks (or, for io_uring, that its kernel refuses).
 macro_rules! backend_tests {
     ($runner:ident: $($case:ident),* $(,)?) => {
         backend_tests!(@module select, Select, $runner, $($case),*);
         backend_tests!(@module poll, Poll, $runner, $($case),*);
         backend_tests!(@module epoll, Epoll, $runner, $($case),*);
         backend_tests!(@module kqueue, Kqueue, $runner, $($case),*);
+        backend_tests!(@module io_uring, IoUring, $runner, $($case),*);
 
         /// The modules above cover every backend, so every one this target has.
         #[test]
         fn every_available_backend_is_tested() {
             use tulip::selectors::Backend;
-            let mut tested = vec![Backend::Select, Backend::Poll, Backend::Epoll, Backend::Kqueue];
+            let mut tested =
+                vec![Backend::Select, Backend::Poll, Backend::Epoll, Backend::Kqueue, Backend::IoUring];
             tested.sort_by_key(|b| b.to_string());
             let mut all = Backend::ALL.to_vec();
             all.sort_by_key(|b| b.to_string());

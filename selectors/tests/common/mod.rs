@@ -60,6 +60,17 @@ pub fn open(backend: Backend) -> Box<dyn Selector<String>> {
     selector
 }
 
+/// `true` if `backend` can be opened here; otherwise says why the test is
+/// skipped (io_uring is compiled for Linux, and the kernel may still refuse it).
+pub fn runnable(backend: Backend) -> bool {
+    if Backend::available().contains(&backend) {
+        return true;
+    }
+    let reason = backend.open::<()>().err().map(|err| err.to_string()).unwrap_or_default();
+    println!("skipped: the {backend} backend is not available here: {reason}");
+    false
+}
+
 /// A connected, non-blocking socketpair.
 pub fn pair() -> (UnixStream, UnixStream) {
     let (a, b) = UnixStream::pair().expect("socketpair");
