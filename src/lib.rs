@@ -45,6 +45,7 @@ mod event_loop;
 mod net;
 
 pub use coroutines::futures::{is_cancelled, Cancelled, Future};
+pub use coroutines::runners::{get_running_loop, run, run_on};
 pub use coroutines::tasks::Task;
 pub use coroutines::timing::{gather, sleep, sleep_until, wait_for, AsEventLoop, Gather, Sleep, WaitFor};
 pub use event_loop::base_events::{BaseEventLoop, PollIo};
@@ -55,6 +56,7 @@ pub use event_loop::selector_events::{
 };
 pub use net::protocols::Protocol;
 pub use net::sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
+pub use net::streams::{IncompleteRead, LimitOverrun, StreamReader, StreamWriter, DEFAULT_LIMIT};
 pub use net::transports::{Server, SocketAddress, Transport};
 
 /// Compiles and runs every Rust block of README.md as a doctest, so the

@@ -51,6 +51,9 @@ pub(crate) trait Callback<L>: Cancel {
     /// closing) without marking it cancelled, so what it captured is freed
     /// even while a handle to it lives.
     fn discard(&self) {}
+    /// Asks a parked task to end by cancellation at its next run, as
+    /// `Task::cancel` does (`tulip::run` winding down); others ignore it.
+    fn request_cancel(&self) {}
     /// Drops one reference to it: `drop`, but compiled for each concrete
     /// type, so the run phase's drop of an entry is a direct call with a
     /// known size, not `drop_in_place` and a layout read from the vtable
@@ -386,6 +389,20 @@ impl<L> ReadyQueue<L> {
     /// How many entries are parked (pending tasks).
     pub(crate) fn parked_count(&self) -> usize {
         self.parked.borrow().len()
+    }
+
+    /// Asks every parked entry (every pending task) to end by cancellation
+    /// ([`Callback::request_cancel`]); returns their ids.
+    pub(crate) fn cancel_parked(&self) -> Vec<u64> {
+        let parked: Vec<(u64, ReadyCallback<L>)> =
+            self.parked.borrow().iter().map(|(id, entry)| (*id, Rc::clone(entry))).collect();
+        parked.iter().for_each(|(_, entry)| entry.request_cancel());
+        parked.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// `true` while entry `id` is parked (its task not finished).
+    pub(crate) fn is_parked(&self, id: u64) -> bool {
+        self.parked.borrow().contains_key(&id)
     }
 
     /// Closes the queue: the parked entries are cancelled (a task drops its
