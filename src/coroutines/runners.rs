@@ -62,10 +62,14 @@ impl Drop for Entered {
 ///
 /// `main` is called with the loop (an `Rc`, to clone into tasks) and
 /// returns the future to run; the future may borrow the loop. When it is
-/// done, the tasks still pending are cancelled and the loop runs until
-/// they have ended (a task ends by cancellation when its future is
-/// dropped: what the drops schedule gets its iterations too); then the
-/// loop is closed, which also closes the transports and servers left open.
+/// done, the tasks still pending are cancelled (as by
+/// [`Task::cancel`](crate::Task::cancel): a [`Future`](crate::Future) a
+/// task awaits is cancelled with it) and the loop runs until they have
+/// ended, plus one iteration for what their drops queued. (Rust has no
+/// asynchronous clean-up: a task ends by cancellation when its future is
+/// dropped, so "letting it finish its cancellation" is running that drop
+/// on the loop.) Then the loop is closed, which also closes the
+/// transports and servers left open.
 /// While `run` runs, [`get_running_loop`] returns its loop.
 ///
 /// ```
@@ -149,8 +153,9 @@ where
 }
 
 /// Cancels the tasks still pending and runs the loop until each has ended
-/// (asyncio's `_cancel_all_tasks`). Tasks made meanwhile are left to
-/// `close`, which drops them.
+/// (asyncio's `_cancel_all_tasks`), then one more iteration, which does
+/// not wait, for what their drops queued (a transport's `connection_lost`,
+/// say). Tasks made meanwhile are left to `close`, which drops them.
 fn cancel_pending_tasks(event_loop: &DynSelectorEventLoop) -> io::Result<()> {
     let engine = event_loop.engine();
     let queue = engine.ready();
@@ -158,7 +163,10 @@ fn cancel_pending_tasks(event_loop: &DynSelectorEventLoop) -> io::Result<()> {
     if cancelled.is_empty() {
         return Ok(());
     }
-    engine.run_until(event_loop, || cancelled.iter().all(|&id| !queue.is_parked(id)))
+    engine.run_until(event_loop, || cancelled.iter().all(|&id| !queue.is_parked(id)))?;
+    // A stop before `run_forever` makes it one iteration with no wait.
+    event_loop.stop();
+    event_loop.run_forever()
 }
 
 /// The loop of the [`run`] (or [`run_on`]) in progress on this thread

@@ -247,6 +247,8 @@ struct Shared {
     /// The error the connection was lost with: reads and `drain` raise it.
     error: RefCell<Option<io::Error>>,
     closed_wakers: RefCell<Vec<Waker>>,
+    /// Readers and writers alive: the last one dropped closes the connection.
+    handles: Cell<usize>,
 }
 
 impl Shared {
@@ -264,6 +266,7 @@ impl Shared {
             lost: Cell::new(false),
             error: RefCell::new(None),
             closed_wakers: RefCell::new(Vec::new()),
+            handles: Cell::new(0),
         })
     }
 
@@ -343,6 +346,22 @@ impl Shared {
         self.wanted.set(0);
     }
 
+    fn handle_made(self: &Rc<Self>) -> Rc<Shared> {
+        self.handles.set(self.handles.get() + 1);
+        Rc::clone(self)
+    }
+
+    /// A reader or writer was dropped: the last one closes the connection
+    /// (after what is buffered is sent), as nothing can use it any more.
+    fn handle_dropped(&self) {
+        self.handles.set(self.handles.get().saturating_sub(1));
+        if self.handles.get() == 0 {
+            if let Some(transport) = &*self.transport.borrow() {
+                transport.close();
+            }
+        }
+    }
+
     fn connection_lost(&self, error: Option<io::Error>) {
         self.lost.set(true);
         self.eof.set(true);
@@ -392,8 +411,7 @@ impl Protocol for StreamProtocol {
     fn connection_made(&mut self, transport: Transport) {
         *self.shared.transport.borrow_mut() = Some(transport.clone());
         if let Some(on_connect) = self.on_connect.take() {
-            let reader = StreamReader { shared: Rc::clone(&self.shared) };
-            on_connect(reader, StreamWriter::new(Rc::clone(&self.shared), transport));
+            on_connect(StreamReader::new(&self.shared), StreamWriter::new(&self.shared, transport));
         }
     }
 
@@ -458,6 +476,10 @@ pub struct StreamReader {
 }
 
 impl StreamReader {
+    fn new(shared: &Rc<Shared>) -> StreamReader {
+        StreamReader { shared: shared.handle_made() }
+    }
+
     /// Reads up to `n` bytes: what is buffered, as soon as there is at
     /// least one byte (asyncio's `read(n)`). An empty result means the end
     /// of the stream (or `n == 0`).
@@ -677,6 +699,12 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     }
 }
 
+impl Drop for StreamReader {
+    fn drop(&mut self) {
+        self.shared.handle_dropped();
+    }
+}
+
 impl fmt::Debug for StreamReader {
     /// As asyncio's repr: the bytes buffered, `eof`, a limit that is not
     /// the default, `paused`.
@@ -702,9 +730,11 @@ impl fmt::Debug for StreamReader {
 /// buffers the rest. Await `drain` after writing, so a peer that does not
 /// read makes the writer wait instead of the buffer grow.
 ///
-/// Dropping the writer closes the connection (after sending what is
-/// buffered), unless it is closing already; asyncio closes it too, with
-/// a `ResourceWarning`. Share a writer between tasks with an `Rc`.
+/// Once both the writer and its [`StreamReader`] are dropped, the
+/// connection is closed (after what is buffered is sent): nothing could
+/// use it any more. asyncio leaves such a connection open (a handler that
+/// forgets `close` leaks it); dropping just one of the two changes
+/// nothing. Share a writer between tasks with an `Rc`.
 ///
 /// ```no_run
 /// use tulip::{AbstractEventLoop, SelectorEventLoop};
@@ -732,8 +762,8 @@ pub struct StreamWriter {
 }
 
 impl StreamWriter {
-    fn new(shared: Rc<Shared>, transport: Transport) -> StreamWriter {
-        StreamWriter { shared, transport }
+    fn new(shared: &Rc<Shared>, transport: Transport) -> StreamWriter {
+        StreamWriter { shared: shared.handle_made(), transport }
     }
 
     /// The transport underneath (asyncio's `writer.transport`).
@@ -871,9 +901,7 @@ impl StreamWriter {
 
 impl Drop for StreamWriter {
     fn drop(&mut self) {
-        if !self.transport.is_closing() {
-            self.transport.close();
-        }
+        self.shared.handle_dropped();
     }
 }
 
@@ -947,8 +975,8 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     ///
     /// The handler's `Err` goes to the loop's exception handler, naming
     /// the peer and where the server was started. When the handler
-    /// returns, its writer (if it did not keep it elsewhere) is dropped,
-    /// which closes the connection. The task starts on the iteration after
+    /// returns, its reader and writer are dropped (unless it kept them
+    /// elsewhere), which closes the connection. The task starts on the iteration after
     /// the connection is made; reading starts before, and data waits in
     /// the reader.
     ///
@@ -1042,7 +1070,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
 
 /// The reader and writer of a connected client.
 fn pair(shared: Rc<Shared>, transport: Transport) -> (StreamReader, StreamWriter) {
-    (StreamReader { shared: Rc::clone(&shared) }, StreamWriter::new(shared, transport))
+    (StreamReader::new(&shared), StreamWriter::new(&shared, transport))
 }
 
 #[cfg(test)]
@@ -1062,7 +1090,7 @@ mod tests {
     fn reader(limit: usize) -> StreamReader {
         let shared = Shared::new();
         shared.limit.set(limit);
-        StreamReader { shared }
+        StreamReader::new(&shared)
     }
 
     fn feed(reader: &StreamReader, chunks: &[&[u8]]) {
