@@ -233,8 +233,11 @@ struct Shared {
     eof: Cell<bool>,
     /// The transport's reading is paused by us (the buffer is full).
     reading_paused: Cell<bool>,
-    /// The task of the read that waits, if one does.
+    /// The task of the read that waits (kept after the read, so the next
+    /// read of the same task need not clone it again).
     read_waker: RefCell<Option<Waker>>,
+    /// A read waits: `read_waker` is to be woken.
+    read_waiting: Cell<bool>,
     /// The bytes the waiting read needs: reading does not pause below them.
     wanted: Cell<usize>,
     // The writing side.
@@ -260,6 +263,7 @@ impl Shared {
             eof: Cell::new(false),
             reading_paused: Cell::new(false),
             read_waker: RefCell::new(None),
+            read_waiting: Cell::new(false),
             wanted: Cell::new(0),
             writing_paused: Cell::new(false),
             drain_wakers: RefCell::new(Vec::new()),
@@ -271,9 +275,18 @@ impl Shared {
     }
 
     fn wake_reader(&self) {
+        if !self.read_waiting.replace(false) {
+            return;
+        }
+        // Out of the cell while it wakes (a waker may poll at once), then
+        // back, unless the wake stored another.
         let waker = self.read_waker.borrow_mut().take();
         if let Some(waker) = waker {
-            waker.wake();
+            waker.wake_by_ref();
+            let mut slot = self.read_waker.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(waker);
+            }
         }
     }
 
@@ -321,7 +334,11 @@ impl Shared {
     }
 
     /// A copy of the error the connection was lost with, if any.
+    #[inline]
     fn error(&self) -> Option<io::Error> {
+        if !self.lost.get() {
+            return None; // the usual case: one flag, no borrow
+        }
         self.error.borrow().as_ref().map(copy_error)
     }
 
@@ -333,6 +350,7 @@ impl Shared {
             self.resume_reading();
         }
         self.wanted.set(wanted);
+        self.read_waiting.set(true);
         let mut slot = self.read_waker.borrow_mut();
         if !slot.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
             *slot = Some(cx.waker().clone());
@@ -342,7 +360,7 @@ impl Shared {
 
     /// The read that waited is over (done or dropped).
     fn read_ended(&self) {
-        self.read_waker.borrow_mut().take();
+        self.read_waiting.set(false);
         self.wanted.set(0);
     }
 
