@@ -16,7 +16,11 @@
 //!    ([`sock_recv`](BaseSelectorEventLoop::sock_recv), …); and Tulip's
 //!    [`Transport`]s and [`Protocol`]s
 //!    ([`create_server`](BaseSelectorEventLoop::create_server),
-//!    [`create_connection`](BaseSelectorEventLoop::create_connection)).
+//!    [`create_connection`](BaseSelectorEventLoop::create_connection)); on
+//!    them, asyncio's streams ([`StreamReader`], [`StreamWriter`],
+//!    [`start_server`](BaseSelectorEventLoop::start_server),
+//!    [`open_connection`](BaseSelectorEventLoop::open_connection)); and
+//!    the entry point, [`run`].
 //!
 //! ```
 //! use std::time::Duration;

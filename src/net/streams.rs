@@ -474,19 +474,27 @@ impl Protocol for StreamProtocol {
 /// read returns a copy of that error (even with bytes still buffered, as
 /// asyncio).
 ///
-/// ```no_run
-/// use tulip::selectors::Backend;
-///
-/// let event_loop = tulip::new_event_loop(Backend::default())?;
-/// event_loop.run_until_complete(async {
-///     let (mut reader, writer) = event_loop.open_connection("127.0.0.1:8888".parse().unwrap()).await?;
+/// ```
+/// // A tiny HTTP-like server, and a client reading its answer three ways.
+/// let (status, headers, body) = tulip::run(|event_loop| async move {
+///     let server = event_loop.start_server("127.0.0.1:0".parse().unwrap(), |mut reader, writer| async move {
+///         reader.readuntil(b"\r\n\r\n").await?;
+///         writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello")?;
+///         writer.close();
+///         Ok(())
+///     })?;
+///     let addr = server.local_addr()?.as_inet().unwrap();
+///     let (mut reader, writer) = event_loop.open_connection(addr).await?;
 ///     writer.write(b"GET / HTTP/1.0\r\n\r\n")?;
-///     let status = reader.readline().await?;         // b"HTTP/1.0 200 OK\r\n"
+///     let status = reader.readline().await?;
 ///     let headers = reader.readuntil(b"\r\n\r\n").await?;
 ///     let body = reader.read_to_end().await?;
-///     println!("{} {} {}", status.len(), headers.len(), body.len());
-///     Ok::<(), std::io::Error>(())
+///     assert!(reader.at_eof());
+///     std::io::Result::Ok((status, headers, body))
 /// })??;
+/// assert_eq!(status, b"HTTP/1.0 200 OK\r\n");
+/// assert_eq!(headers, b"Content-Type: text/plain\r\n\r\n");
+/// assert_eq!(body, b"hello");
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct StreamReader {
@@ -754,24 +762,34 @@ impl fmt::Debug for StreamReader {
 /// forgets `close` leaks it); dropping just one of the two changes
 /// nothing. Share a writer between tasks with an `Rc`.
 ///
-/// ```no_run
-/// use tulip::{AbstractEventLoop, SelectorEventLoop};
+/// ```
+/// use tulip::{StreamReader, StreamWriter};
 ///
-/// let event_loop = SelectorEventLoop::new()?;
-/// let server = event_loop.start_server("127.0.0.1:8888".parse().unwrap(), |mut reader, writer| async move {
+/// // A line echo server's handler.
+/// async fn echo(mut reader: StreamReader, writer: StreamWriter) -> std::io::Result<()> {
 ///     loop {
 ///         let line = reader.readline().await?;
 ///         if line.is_empty() {
 ///             break; // the client closed its side
 ///         }
 ///         writer.write(&line)?;
-///         writer.drain().await?;  // waits while the client is not reading
+///         writer.drain().await?; // waits while the client is not reading
 ///     }
 ///     writer.close();
 ///     writer.wait_closed().await
-/// })?;
-/// println!("serving on {}", server.local_addr()?);
-/// event_loop.run_forever()?;
+/// }
+///
+/// let echoed = tulip::run(|event_loop| async move {
+///     let server = event_loop.start_server("127.0.0.1:0".parse().unwrap(), echo)?;
+///     let (mut reader, writer) = event_loop.open_connection(server.local_addr()?.as_inet().unwrap()).await?;
+///     writer.writelines([&b"one\n"[..], b"two\n"])?;
+///     writer.write_eof()?; // our side is done; theirs stays open until they close it
+///     let echoed = reader.read_to_end().await?;
+///     writer.close();
+///     writer.wait_closed().await?;
+///     std::io::Result::Ok(echoed)
+/// })??;
+/// assert_eq!(echoed, b"one\ntwo\n");
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct StreamWriter {
