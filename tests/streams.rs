@@ -48,6 +48,7 @@ backend_tests!(
     a_failing_handler_is_reported,
     addresses,
     writelines_sends_in_order,
+    closing_the_loop_ends_handlers_and_connections,
 );
 
 /// Runs `fut` under a generous timeout; a hang fails the test.
@@ -711,4 +712,36 @@ fn writelines_sends_in_order(event_loop: DynSelectorEventLoop) {
 #[test]
 fn the_default_limit_is_64_kib() {
     assert_eq!(DEFAULT_LIMIT, 65_536);
+}
+
+/// Closing the loop with a handler waiting in a read: the handler's task
+/// ends (its reader and writer dropped), the connection and the listener
+/// close, and the client's writer sees its transport closed.
+fn closing_the_loop_ends_handlers_and_connections(event_loop: DynSelectorEventLoop) {
+    let (dropped, guard) = common::drop_flag();
+    let guard = Rc::new(RefCell::new(Some(guard)));
+    let server = event_loop
+        .start_server(localhost(), move |mut reader, writer| {
+            let guard = guard.borrow_mut().take();
+            async move {
+                let _guard = guard;
+                let _writer = writer;
+                reader.read(1).await?; // never: the client sends nothing
+                Ok(())
+            }
+        })
+        .unwrap();
+    let addr = port_of(&server);
+    let (_reader, writer) = run(&event_loop, async {
+        let pair = event_loop.open_connection(addr).await.unwrap();
+        sleep_ms(&event_loop, 20).await; // the handler waits in its read
+        pair
+    });
+    assert!(!dropped.get());
+    event_loop.close().unwrap();
+    assert!(dropped.get(), "the handler's task was dropped with the loop");
+    assert!(writer.is_closing());
+    assert_eq!(writer.write(b"x").unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+    let refused = TcpStream::connect(addr).map_err(|e| e.kind());
+    assert_eq!(refused.err(), Some(io::ErrorKind::ConnectionRefused), "the listener is closed");
 }
