@@ -1,12 +1,14 @@
-//! The echo server five ways under one load generator (issue 7): tulip with
-//! callbacks, coroutines and a protocol, raw epoll written inline (the
-//! floor), and tokio's current-thread runtime. Each server runs on its own
+//! The echo server six ways under one load generator (issues 7 and 13):
+//! tulip with callbacks, coroutines, a protocol and streams, raw epoll
+//! written inline (the floor), and tokio's current-thread runtime. Each server runs on its own
 //! thread; the load is blocking clients on 127.0.0.1 sending 64-byte
 //! messages ping-pong on 1, 10 and 100 connections (see `echo_work.rs`).
 //!
 //! Criterion reports requests per second. At the end the bench prints each
 //! server's CPU time per request (its thread's CPU clock, user + system,
-//! read before and after every measurement) and its ratio to raw epoll.
+//! read before and after every measurement) and its ratio to raw epoll,
+//! then streams' CPU per request over the protocol server's (issue 13's
+//! target: at most 1.3).
 //!
 //! Server and load generator are pinned to one CPU (the last this process
 //! may use). Then every round goes the same way, whatever else runs on the
@@ -22,6 +24,7 @@
 //! ```text
 //! cargo bench -p tulip-benches --bench echo             # about 2 minutes
 //! cargo bench -p tulip-benches --bench echo -- --quick
+//! cargo bench -p tulip-benches --bench echo -- 'tulip-(protocol|streams)|tokio'   # three of them
 //! ```
 
 use std::time::Duration;
@@ -95,6 +98,24 @@ fn print_report(report: &[(usize, Kind, Sample)]) {
             sample.cpu_nanos_per_request(),
             ratio
         );
+    }
+    // Streams ÷ protocol: what the reader/writer pair costs over the
+    // protocol underneath it.
+    let cpu = |conns: usize, kind: Kind| {
+        report
+            .iter()
+            .find(|&&(c, k, s)| c == conns && k == kind && s.requests > 0)
+            .map(|(_, _, s)| s.cpu_nanos_per_request())
+    };
+    for conns in CONNECTIONS {
+        if let (Some(streams), Some(protocol)) =
+            (cpu(conns, Kind::TulipStreams), cpu(conns, Kind::TulipProtocol))
+        {
+            eprintln!(
+                "{conns:>5}  tulip-streams ÷ tulip-protocol, CPU per request: {:.3}",
+                streams / protocol
+            );
+        }
     }
 }
 

@@ -8,7 +8,8 @@
 //! target/release/examples/echo_steps tulip-protocol 10 20000
 //! ```
 //!
-//! Servers: raw-epoll tulip-callbacks tulip-coroutines tulip-protocol tokio.
+//! Servers: raw-epoll tulip-callbacks tulip-coroutines tulip-protocol
+//! tulip-streams tokio.
 //! `--pin` puts server and clients on one CPU.
 
 use std::process::ExitCode;

@@ -15,6 +15,8 @@
 //! - `tulip-coroutines`: a task per connection on `sock_accept`,
 //!   `sock_recv`, `sock_sendall`;
 //! - `tulip-protocol`: `create_server` with an echo `Protocol`;
+//! - `tulip-streams`: `start_server` with a handler that reads, writes and
+//!   drains (`examples/echo_streams.rs`);
 //! - `raw-epoll`: `epoll_wait` + `recv` + `send` written inline, the floor;
 //! - `tokio`: tokio's current-thread runtime, a task per connection.
 
@@ -46,19 +48,27 @@ pub enum Kind {
     TulipCallbacks,
     TulipCoroutines,
     TulipProtocol,
+    TulipStreams,
     RawEpoll,
     Tokio,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] =
-        [Kind::RawEpoll, Kind::TulipCallbacks, Kind::TulipCoroutines, Kind::TulipProtocol, Kind::Tokio];
+    pub const ALL: [Kind; 6] = [
+        Kind::RawEpoll,
+        Kind::TulipCallbacks,
+        Kind::TulipCoroutines,
+        Kind::TulipProtocol,
+        Kind::TulipStreams,
+        Kind::Tokio,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::TulipCallbacks => "tulip-callbacks",
             Kind::TulipCoroutines => "tulip-coroutines",
             Kind::TulipProtocol => "tulip-protocol",
+            Kind::TulipStreams => "tulip-streams",
             Kind::RawEpoll => "raw-epoll",
             Kind::Tokio => "tokio",
         }
@@ -207,16 +217,19 @@ impl Server {
                 if !cpus.is_empty() {
                     pin_current_thread(&cpus);
                 }
+                // create_server and start_server make their own listening socket.
                 if kind == Kind::TulipProtocol {
-                    // create_server makes its own listening socket.
                     return serve_protocol(conns, tx);
+                }
+                if kind == Kind::TulipStreams {
+                    return serve_streams(conns, tx);
                 }
                 let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
                 tx.send(listener.local_addr().expect("local_addr")).expect("tell the address");
                 match kind {
                     Kind::TulipCallbacks => serve_callbacks(listener, conns),
                     Kind::TulipCoroutines => serve_coroutines(listener, conns),
-                    Kind::TulipProtocol => unreachable!(),
+                    Kind::TulipProtocol | Kind::TulipStreams => unreachable!(),
                     Kind::RawEpoll => serve_raw_epoll(listener, conns),
                     Kind::Tokio => serve_tokio(listener, conns),
                 }
@@ -458,6 +471,41 @@ impl Protocol for EchoProtocol {
             let _ = self.done.set_result(());
         }
     }
+}
+
+/// tulip, streams: `start_server` with a handler that echoes with `read`,
+/// `write` and `drain` (as `examples/echo_streams.rs`).
+fn serve_streams(conns: usize, address: mpsc::Sender<SocketAddr>) {
+    let event_loop = SelectorEventLoop::new().expect("event loop");
+    let done = event_loop.create_future::<()>();
+    let open = Rc::new(Cell::new(conns));
+    let (d, o) = (done.clone(), Rc::clone(&open));
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = event_loop
+        .start_server(any_port, move |mut reader, writer| {
+            let (done, open) = (d.clone(), Rc::clone(&o));
+            async move {
+                loop {
+                    let data = reader.read(4096).await?;
+                    if data.is_empty() {
+                        break;
+                    }
+                    writer.write(&data)?;
+                    writer.drain().await?;
+                }
+                open.set(open.get() - 1);
+                if open.get() == 0 {
+                    let _ = done.set_result(());
+                }
+                Ok(())
+            }
+        })
+        .expect("start_server");
+    let addr = server.local_addr().expect("local_addr").as_inet().expect("a TCP address");
+    address.send(addr).expect("tell the address");
+    event_loop.run_until_complete(done).expect("run_until_complete").expect("done");
+    server.close();
+    event_loop.close().expect("close");
 }
 
 /// The floor: `epoll_wait`, then `accept4` or `recv` + `send` for each

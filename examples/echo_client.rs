@@ -1,4 +1,4 @@
-//! An echo client for `echo_async`, `echo_protocol` and `echo_callbacks`:
+//! An echo client for `echo_async`, `echo_protocol`, `echo_streams` and `echo_callbacks`:
 //! each of `--conns` connections sends `--messages` messages one at a time,
 //! checks that each comes back intact, and the round trips per second are
 //! printed. Written with coroutines (Layer 3).

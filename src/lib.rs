@@ -20,7 +20,10 @@
 //!    Above them, asyncio's everyday tools: [`Lock`], [`Event`],
 //!    [`Condition`], [`Semaphore`] and [`Queue`]s for tasks, and [`wait`],
 //!    [`as_completed`], [`shield`], [`timeout`] and [`TaskGroup`] to wait
-//!    on many.
+//!    on many; asyncio's streams ([`StreamReader`], [`StreamWriter`],
+//!    [`start_server`](BaseSelectorEventLoop::start_server),
+//!    [`open_connection`](BaseSelectorEventLoop::open_connection)); and
+//!    the entry point, [`run`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -58,6 +61,7 @@ pub use coroutines::locks::{
     SemaphoreAcquire, SemaphoreGuard,
 };
 pub use coroutines::queues::{LifoQueue, PriorityQueue, Queue, QueueGet, QueuePut};
+pub use coroutines::runners::{get_running_loop, run, run_on};
 pub use coroutines::taskgroups::{TaskGroup, TaskGroupRun};
 pub use coroutines::tasks::Task;
 pub use coroutines::timeouts::{timeout, timeout_at, Timeout, TimeoutRun};
@@ -74,6 +78,7 @@ pub use event_loop::selector_events::{
 pub use event_loop::trace;
 pub use net::protocols::Protocol;
 pub use net::sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
+pub use net::streams::{IncompleteRead, LimitOverrun, StreamReader, StreamWriter, DEFAULT_LIMIT};
 pub use net::transports::{Server, SocketAddress, Transport};
 
 /// Compiles and runs every Rust block of README.md as a doctest, so the

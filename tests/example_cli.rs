@@ -15,12 +15,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every example of the crate (a new one must be added here, and answer `--help`).
-const EXAMPLES: [&str; 9] = [
+const EXAMPLES: [&str; 10] = [
     "compare_backends",
     "echo_async",
     "echo_callbacks",
     "echo_client",
     "echo_protocol",
+    "echo_streams",
     "producer_consumer",
     "seed_server",
     "timers",
@@ -131,7 +132,7 @@ fn echo_once(stream: &mut TcpStream, message: &[u8]) {
 
 #[test]
 fn every_example_server_backs_off_when_out_of_fds_and_serves_again() {
-    for name in ["echo_callbacks", "echo_async", "echo_protocol", "seed_server"] {
+    for name in ["echo_callbacks", "echo_async", "echo_protocol", "echo_streams", "seed_server"] {
         let server = start_with_fd_limit(name, 32);
         // More clients than fds: the kernel queues them in the backlog, the
         // server accepts until EMFILE.

@@ -3,6 +3,7 @@ pub(crate) mod errors;
 pub(crate) mod futures;
 pub(crate) mod locks;
 pub(crate) mod queues;
+pub(crate) mod runners;
 pub(crate) mod taskgroups;
 pub(crate) mod tasks;
 pub(crate) mod timeouts;

@@ -245,6 +245,12 @@ impl<L: 'static, F: Future> Callback<L> for TaskCell<L, F> {
     fn origin(&self) -> &'static Location<'static> {
         self.origin
     }
+
+    fn request_cancel(&self) {
+        if !self.shared.is_done() && !self.shared.cancel_requested.replace(true) {
+            self.shared.waker.wake_by_ref();
+        }
+    }
 }
 
 /// `create_task` for any loop with the engine inside.

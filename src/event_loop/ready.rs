@@ -15,6 +15,7 @@
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -51,6 +52,9 @@ pub(crate) trait Callback<L>: Cancel {
     /// closing) without marking it cancelled, so what it captured is freed
     /// even while a handle to it lives.
     fn discard(&self) {}
+    /// Asks a parked task to end by cancellation at its next run, as
+    /// `Task::cancel` does (`tulip::run` winding down); others ignore it.
+    fn request_cancel(&self) {}
     /// Drops one reference to it: `drop`, but compiled for each concrete
     /// type, so the run phase's drop of an entry is a direct call with a
     /// known size, not `drop_in_place` and a layout read from the vtable
@@ -220,7 +224,7 @@ pub(crate) struct ReadyQueue<L> {
     /// Calls from other threads, queued before anything queued here after them.
     incoming: Arc<Incoming<L>>,
     /// Tasks waiting to be woken, by id: kept alive by the loop, dropped when it closes.
-    parked: RefCell<HashMap<u64, ReadyCallback<L>>>,
+    parked: RefCell<HashMap<u64, ReadyCallback<L>, BuildHasherDefault<IdHasher>>>,
     next_id: Cell<u64>,
 }
 
@@ -232,7 +236,7 @@ impl<L: 'static> ReadyQueue<L> {
             spare: Cell::new(Vec::new()),
             closed: Cell::new(false),
             incoming,
-            parked: RefCell::new(HashMap::new()),
+            parked: RefCell::new(HashMap::default()),
             next_id: Cell::new(1),
         }
     }
@@ -385,6 +389,20 @@ impl<L> ReadyQueue<L> {
         self.parked.borrow().len()
     }
 
+    /// Asks every parked entry (every pending task) to end by cancellation
+    /// ([`Callback::request_cancel`]); returns their ids.
+    pub(crate) fn cancel_parked(&self) -> Vec<u64> {
+        let parked: Vec<(u64, ReadyCallback<L>)> =
+            self.parked.borrow().iter().map(|(id, entry)| (*id, Rc::clone(entry))).collect();
+        parked.iter().for_each(|(_, entry)| entry.request_cancel());
+        parked.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// `true` while entry `id` is parked (its task not finished).
+    pub(crate) fn is_parked(&self, id: u64) -> bool {
+        self.parked.borrow().contains_key(&id)
+    }
+
     /// Closes the queue: the parked entries are cancelled (a task drops its
     /// future; a few rounds catch tasks that those drops create), then
     /// pushing stops and every queued entry's closure is dropped, even if
@@ -403,6 +421,30 @@ impl<L> ReadyQueue<L> {
         let entries = std::mem::take(&mut *self.entries.borrow_mut());
         entries.iter().for_each(|entry| entry.discard());
         entries
+    }
+}
+
+/// The hasher of the parked tasks' ids: the loop makes them (a counter),
+/// so no one can choose keys that collide, and std's SipHash (about 140
+/// instructions a lookup, one lookup per task wake) buys nothing. One
+/// multiplication by 2^64 / golden ratio spreads consecutive ids over the
+/// high bits the table also uses.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 

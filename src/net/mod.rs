@@ -3,5 +3,6 @@ pub(crate) mod protocols;
 pub(crate) mod server;
 pub(crate) mod socket_transport;
 pub(crate) mod sockets;
+pub(crate) mod streams;
 pub(crate) mod sys;
 pub(crate) mod transports;
