@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event_loop::base_events::{BaseEventLoop, PollIo};
+use crate::event_loop::executor::Executor;
 use crate::event_loop::ready::{ReadyCallback, Repeating};
 use crate::event_loop::signals::{check_catchable, check_signal_number, Signals};
 use crate::event_loop::threadsafe::closed_error;
@@ -98,6 +99,8 @@ pub struct BaseSelectorEventLoop<S> {
     /// The buffer the loop's transports read into: reads never overlap.
     /// Empty until the first read.
     read_buffer: RefCell<Vec<u8>>,
+    /// The worker threads of `run_in_executor`, started when first needed.
+    executor: Executor,
 }
 
 /// What holds OS resources on behalf of a loop (a transport's socket, a
@@ -179,6 +182,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             io_waits: RefCell::new(HashSet::new()),
             resources: RefCell::new(Vec::new()),
             read_buffer: RefCell::new(Vec::new()),
+            executor: Executor::new(),
         })
     }
 
@@ -431,6 +435,12 @@ impl<S> BaseSelectorEventLoop<S> {
             callback.cancel();
             drop(callback);
         }
+        self.executor.shut_down();
+    }
+
+    /// The loop's worker threads (`run_in_executor`).
+    pub(crate) fn executor(&self) -> &Executor {
+        &self.executor
     }
 
     /// Keeps `resource` to [`release`](Release::release) when the loop closes.
