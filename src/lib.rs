@@ -53,6 +53,7 @@ pub use event_loop::events::{AbstractEventLoop, ExceptionContext, Handle, LoopSt
 pub use event_loop::selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
+pub use net::names::{Addrs, GetAddrInfo, ToAddrs};
 pub use net::protocols::Protocol;
 pub use net::sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
 pub use net::transports::{Server, SocketAddress, Transport};
