@@ -53,6 +53,9 @@ pub use event_loop::events::{AbstractEventLoop, ExceptionContext, Handle, LoopSt
 pub use event_loop::selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
+pub use net::datagrams::{
+    DatagramEndpointSocket, DatagramProtocol, DatagramSocket, DatagramTransport, SockRecvfrom, SockSendto,
+};
 pub use net::names::{Addrs, GetAddrInfo, ToAddrs};
 pub use net::protocols::Protocol;
 pub use net::sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};

@@ -1,4 +1,5 @@
 //! Layer 3, I/O on the loop.
+pub(crate) mod datagrams;
 pub(crate) mod names;
 pub(crate) mod protocols;
 pub(crate) mod server;

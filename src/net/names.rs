@@ -201,7 +201,8 @@ fn host_and_port(host: &str, port: u16, whole: &str) -> io::Result<Addrs> {
 /// [`InvalidInput`](io::ErrorKind::InvalidInput) for a name with a NUL
 /// byte; the OS error for `EAI_SYSTEM`.
 pub(crate) fn lookup_blocking(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    let c_host = CString::new(host).map_err(|_| invalid(format!("the host name {host:?} contains a NUL byte")))?;
+    let c_host =
+        CString::new(host).map_err(|_| invalid(format!("the host name {host:?} contains a NUL byte")))?;
     // SAFETY: all-zero bytes are a valid `addrinfo` (null pointers, zero flags).
     let mut hints: libc::addrinfo = unsafe { mem::zeroed() };
     hints.ai_family = libc::AF_UNSPEC;
@@ -377,7 +378,10 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
 
     /// A TCP connection to the first of `addr`'s addresses that accepts
     /// one, looking a name up first.
-    pub(crate) async fn connect_any(&self, addr: &(impl ToAddrs + ?Sized)) -> io::Result<std::net::TcpStream> {
+    pub(crate) async fn connect_any(
+        &self,
+        addr: &(impl ToAddrs + ?Sized),
+    ) -> io::Result<std::net::TcpStream> {
         let addrs = addr.to_addrs()?;
         let what = match &addrs {
             Addrs::Lookup { host, port } => format!("cannot connect to {host}:{port}"),
