@@ -53,12 +53,16 @@ pub use event_loop::events::{AbstractEventLoop, ExceptionContext, Handle, LoopSt
 pub use event_loop::selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
+pub use event_loop::unix_events::ChildWatcher;
 pub use net::datagrams::{
     DatagramEndpointSocket, DatagramProtocol, DatagramSocket, DatagramTransport, SockRecvfrom, SockSendto,
 };
 pub use net::names::{Addrs, GetAddrInfo, ToAddrs};
 pub use net::protocols::Protocol;
 pub use net::sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
+pub use net::subprocess::{
+    Drain, PipeRead, PipeReader, PipeWriter, Process, ProcessWait, ReadToEnd, WaitClosed,
+};
 pub use net::transports::{Server, SocketAddress, Transport};
 
 /// Compiles and runs every Rust block of README.md as a doctest, so the

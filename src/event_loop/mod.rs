@@ -8,3 +8,4 @@ pub(crate) mod selector_events;
 pub(crate) mod signals;
 pub(crate) mod threadsafe;
 pub(crate) mod timers;
+pub(crate) mod unix_events;

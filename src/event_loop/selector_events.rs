@@ -26,6 +26,7 @@ use crate::event_loop::executor::Executor;
 use crate::event_loop::ready::{ReadyCallback, Repeating};
 use crate::event_loop::signals::{check_catchable, check_signal_number, Signals};
 use crate::event_loop::threadsafe::closed_error;
+use crate::event_loop::unix_events::Children;
 use crate::selectors::{Backend, DefaultSelector, Events, Selector, Waker};
 use crate::{AbstractEventLoop, ExceptionContext, Handle, LoopHandle, LoopStats, TimerHandle};
 
@@ -101,6 +102,8 @@ pub struct BaseSelectorEventLoop<S> {
     read_buffer: RefCell<Vec<u8>>,
     /// The worker threads of `run_in_executor`, started when first needed.
     executor: Executor,
+    /// The child processes watched (`add_child_handler`).
+    children: Children<Self>,
 }
 
 /// What holds OS resources on behalf of a loop (a transport's socket, a
@@ -183,6 +186,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             resources: RefCell::new(Vec::new()),
             read_buffer: RefCell::new(Vec::new()),
             executor: Executor::new(),
+            children: Children::new(),
         })
     }
 
@@ -436,11 +440,17 @@ impl<S> BaseSelectorEventLoop<S> {
             drop(callback);
         }
         self.executor.shut_down();
+        self.children.release();
     }
 
     /// The loop's worker threads (`run_in_executor`).
     pub(crate) fn executor(&self) -> &Executor {
         &self.executor
+    }
+
+    /// The loop's watched child processes (`add_child_handler`).
+    pub(crate) fn children(&self) -> &Children<Self> {
+        &self.children
     }
 
     /// Keeps `resource` to [`release`](Release::release) when the loop closes.
