@@ -25,6 +25,7 @@ backend_tests!(
     run_on_thread:
     a_hundred_short_lived_children,
     cat_echoes_10_mib_byte_exact,
+    communicate_a_few_bytes,
     children_killed_by_signals,
     closing_the_loop_kills_and_reaps_running_children,
     unknown_programs_are_not_found,
@@ -60,6 +61,7 @@ static SIGNALS: Mutex<()> = Mutex::new(());
 with_signal_watcher!(
     a_hundred_short_lived_children,
     cat_echoes_10_mib_byte_exact,
+    communicate_a_few_bytes,
     children_killed_by_signals,
     closing_the_loop_kills_and_reaps_running_children,
     unknown_programs_are_not_found,
@@ -133,6 +135,25 @@ fn cat_echoes_10_mib_byte_exact(event_loop: DynSelectorEventLoop) {
     assert_eq!(cat.returncode(), Some(0));
     assert!(cat.stdin.is_none() && cat.stdout.is_none(), "communicate took the pipes");
     eprintln!("cat: 10 MiB through and back in {:?}", started.elapsed());
+}
+
+/// Input the pipe takes at once: stdin closes before its transport's
+/// first callback ran, and `communicate` must still hear of it. No
+/// `wait_for` here: nothing but the pipes and the child may wake the loop
+/// (the thread's limit fails a hang).
+fn communicate_a_few_bytes(event_loop: DynSelectorEventLoop) {
+    for _ in 0..3 {
+        let mut tr = event_loop
+            .subprocess_exec("tr", &["a-z", "A-Z"], Stdio::piped(), Stdio::piped(), Stdio::piped())
+            .unwrap();
+        let output = event_loop.run_until_complete(tr.communicate(Some(b"hello, child"))).unwrap().unwrap();
+        assert_eq!(output.stdout, b"HELLO, CHILD");
+        assert!(output.stderr.is_empty() && output.status.success());
+        let mut quiet =
+            event_loop.subprocess_exec("true", &[], Stdio::piped(), Stdio::piped(), Stdio::null()).unwrap();
+        let output = event_loop.run_until_complete(quiet.communicate(None)).unwrap().unwrap();
+        assert!(output.stdout.is_empty() && output.status.success());
+    }
 }
 
 fn children_killed_by_signals(event_loop: DynSelectorEventLoop) {

@@ -204,15 +204,12 @@ impl<S: Selector<IoHandlers> + 'static> PipeTransport<S> {
         Some(outcome)
     }
 
+    /// The first callback: `connection_made`, even if the transport was
+    /// closed meanwhile (its `connection_lost` is queued after this, as in
+    /// asyncio, so the protocol hears both), then watching starts.
     fn begin(&self, event_loop: &Loop<S>, waiter: Option<crate::Future<()>>) {
         let Some(inner) = self.me.upgrade() else { return };
         let transport = Transport { inner };
-        if self.conn_lost.get() {
-            if let Some(waiter) = waiter {
-                let _ = waiter.set_exception(crate::net::socket_transport::not_connected());
-            }
-            return;
-        }
         let fail_waiter = FailOnPanic(waiter.clone());
         let made = self.with_protocol(|protocol| protocol.connection_made(transport)).is_some();
         drop(fail_waiter);
@@ -419,6 +416,12 @@ impl<S: Selector<IoHandlers> + 'static> PipeTransport<S> {
     }
 
     fn call_connection_lost(&self, event_loop: &Loop<S>, err: Option<io::Error>) {
+        if !self.started.get() && self.protocol.borrow().is_some() {
+            // `connection_made` waits for a busy protocol: stay behind it.
+            let Some(me) = self.me.upgrade() else { return };
+            self.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
+            return;
+        }
         self.sync(event_loop);
         let mut teardown = Teardown { transport: self, armed: true };
         let mut err = Some(err);
