@@ -16,7 +16,14 @@
 //!    ([`sock_recv`](BaseSelectorEventLoop::sock_recv), …); and Tulip's
 //!    [`Transport`]s and [`Protocol`]s
 //!    ([`create_server`](BaseSelectorEventLoop::create_server),
-//!    [`create_connection`](BaseSelectorEventLoop::create_connection)).
+//!    [`create_connection`](BaseSelectorEventLoop::create_connection));
+//!    and the rest of the OS through the loop: datagrams ([`DatagramProtocol`],
+//!    [`create_datagram_endpoint`](BaseSelectorEventLoop::create_datagram_endpoint)),
+//!    blocking work on threads ([`run_in_executor`](BaseSelectorEventLoop::run_in_executor)),
+//!    host names ([`getaddrinfo`](BaseSelectorEventLoop::getaddrinfo), [`ToAddrs`]),
+//!    child processes ([`subprocess_exec`](BaseSelectorEventLoop::subprocess_exec),
+//!    [`Process`]) and pipes
+//!    ([`connect_read_pipe`](BaseSelectorEventLoop::connect_read_pipe)).
 //!
 //! ```
 //! use std::time::Duration;

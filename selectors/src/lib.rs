@@ -25,7 +25,7 @@
 //! [`BaseSelector`] holds everything the backends share: argument checks, the
 //! fd → [`SelectorKey`] table, the error rules, and the wait loop that rounds
 //! timeouts up, clamps huge ones and retries after `EINTR`. Each backend is a
-//! [`Mechanism`] in its own module, holding only its syscalls and the meaning
+//! [`Mechanism`](mechanism::Mechanism) in its own module, holding only its syscalls and the meaning
 //! of its event bits: [`select`](SelectSelector), [`poll`](PollSelector),
 //! `epoll` (Linux, Android) and `kqueue` (macOS, iOS, the BSDs).
 //! [`DefaultSelector`] is the best one for the target; [`Backend::open`]
@@ -97,13 +97,13 @@ pub type PollSelector<T> = BaseSelector<T, poll::Poll>;
 
 /// Write your own backend: what every backend here is made of.
 ///
-/// A backend is a [`Mechanism`]: its kernel calls and the translation of
-/// its event bits into a [`Readiness`]. [`BaseSelector<T, M>`](crate::BaseSelector)
+/// A backend is a [`Mechanism`](mechanism::Mechanism): its kernel calls and the translation of
+/// its event bits into a [`Readiness`](mechanism::Readiness). [`BaseSelector<T, M>`](crate::BaseSelector)
 /// adds everything the backends share (argument checks, the fd → key
 /// table, the error rules, rounding, clamping and `EINTR` retries), so
-/// `BaseSelector<T, YourMechanism>` is a complete [`Selector`](crate::Selector).
+/// `BaseSelector<T, YourMechanism>` is a complete [`Selector`].
 /// The helpers below are the ones the crate's own backends use: one
-/// syscall wrapper ([`cvt`]) and its retry rules, pipes, and timeout
+/// syscall wrapper ([`cvt`](mechanism::cvt)) and its retry rules, pipes, and timeout
 /// conversions that never wake early. The event loop crate (`tulip`) uses
 /// them too, so there is one of each in the project.
 ///

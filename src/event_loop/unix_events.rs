@@ -48,7 +48,26 @@ use crate::selectors::mechanism::nonblocking;
 use crate::selectors::Selector;
 use crate::{AbstractEventLoop, BaseSelectorEventLoop, ExceptionContext, IoHandlers};
 
-/// How a loop learns that its children ended: see the [module docs](self).
+/// How a loop learns that its children ended, and reaps them.
+///
+/// - **`Pidfd`** (Linux 5.3 and newer; the default there): `pidfd_open(2)`
+///   gives an fd per child that becomes readable when the child exits; the
+///   selector watches it like any other fd (select, poll and epoll alike).
+///   Each child is its own event, and other code's children are never
+///   touched.
+/// - **`Signal`** (every Unix; the default elsewhere): `SIGCHLD` arrives
+///   through the loop's [signal handling](crate::AbstractEventLoop::add_signal_handler)
+///   and the loop asks `waitpid(pid, WNOHANG)` of every child it watches,
+///   since one signal may stand for many exits. It takes the loop's
+///   `SIGCHLD` handler while children are watched (replacing one of
+///   yours), and signal handling is process-wide: one loop at a time.
+///
+/// kqueue's `EVFILT_PROC` with `NOTE_EXIT` (macOS, the BSDs) would be a
+/// third way, an exit reported as a kernel event as a pidfd does; it is not
+/// built, as the `Selector` trait registers only read and write interest.
+///
+/// Either way, every watched child is reaped when it ends; children still
+/// watched when the loop closes are waited for on a thread of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChildWatcher {
     /// A `pidfd_open(2)` fd per child, watched by the selector (Linux 5.3+).

@@ -1,4 +1,5 @@
 //! Layer 3, I/O on the loop.
+pub(crate) mod datagram_transport;
 pub(crate) mod datagrams;
 pub(crate) mod names;
 pub(crate) mod pipes;

@@ -180,7 +180,7 @@ impl<S: Selector<IoHandlers> + 'static> ServerImpl for SocketServer<S> {
 impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// Listens on `addr` (port 0 picks a free port, see [`Server::local_addr`])
     /// and, for each connection, makes a protocol with `factory` and a
-    /// [`Transport`] for it. Serving starts at once.
+    /// [`Transport`](crate::Transport) for it. Serving starts at once.
     ///
     /// ```no_run
     /// use tulip::{Protocol, Transport, SelectorEventLoop};
