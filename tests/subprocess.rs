@@ -42,7 +42,6 @@ macro_rules! with_signal_watcher {
             $(
                 #[test]
                 fn $case() {
-                    let _turn = SIGNALS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     for backend in Backend::available() {
                         common::run_on_thread(backend, |lp| {
                             lp.set_child_watcher(ChildWatcher::Signal).unwrap();
@@ -57,6 +56,19 @@ macro_rules! with_signal_watcher {
 
 /// One loop at a time may handle signals.
 static SIGNALS: Mutex<()> = Mutex::new(());
+
+/// Waits for this test's turn if its loop watches children with
+/// `SIGCHLD` (the `sigchld_watcher` tests, and every test where there is
+/// no pidfd): one loop at a time may handle signals.
+/// The loop comes back second, so that it is dropped (and gives signal
+/// handling back) before the turn ends: `let (_turn, event_loop) = …`.
+fn turn(
+    event_loop: DynSelectorEventLoop,
+) -> (Option<std::sync::MutexGuard<'static, ()>>, DynSelectorEventLoop) {
+    let turn = (event_loop.child_watcher() == ChildWatcher::Signal)
+        .then(|| SIGNALS.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    (turn, event_loop)
+}
 
 with_signal_watcher!(
     a_hundred_short_lived_children,
@@ -97,6 +109,7 @@ fn assert_reaped(pids: &[u32]) {
 }
 
 fn a_hundred_short_lived_children(event_loop: DynSelectorEventLoop) {
+    let (_turn, event_loop) = turn(event_loop);
     let lp = &event_loop;
     let mut processes = Vec::new();
     for i in 0..100 {
@@ -123,6 +136,7 @@ fn a_hundred_short_lived_children(event_loop: DynSelectorEventLoop) {
 }
 
 fn cat_echoes_10_mib_byte_exact(event_loop: DynSelectorEventLoop) {
+    let (_turn, event_loop) = turn(event_loop);
     let lp = &event_loop;
     let input: Vec<u8> = (0..10u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     let mut cat = lp.subprocess_exec("cat", &[], Stdio::piped(), Stdio::piped(), Stdio::piped()).unwrap();
@@ -142,6 +156,7 @@ fn cat_echoes_10_mib_byte_exact(event_loop: DynSelectorEventLoop) {
 /// `wait_for` here: nothing but the pipes and the child may wake the loop
 /// (the thread's limit fails a hang).
 fn communicate_a_few_bytes(event_loop: DynSelectorEventLoop) {
+    let (_turn, event_loop) = turn(event_loop);
     for _ in 0..3 {
         let mut tr = event_loop
             .subprocess_exec("tr", &["a-z", "A-Z"], Stdio::piped(), Stdio::piped(), Stdio::piped())
@@ -157,6 +172,7 @@ fn communicate_a_few_bytes(event_loop: DynSelectorEventLoop) {
 }
 
 fn children_killed_by_signals(event_loop: DynSelectorEventLoop) {
+    let (_turn, event_loop) = turn(event_loop);
     let lp = &event_loop;
     let killed = lp.subprocess_exec("sleep", &["30"], Stdio::null(), Stdio::null(), Stdio::null()).unwrap();
     let terminated =
@@ -180,6 +196,7 @@ fn children_killed_by_signals(event_loop: DynSelectorEventLoop) {
 }
 
 fn closing_the_loop_kills_and_reaps_running_children(event_loop: DynSelectorEventLoop) {
+    let (_turn, event_loop) = turn(event_loop);
     let kept =
         event_loop.subprocess_exec("sleep", &["30"], Stdio::null(), Stdio::piped(), Stdio::null()).unwrap();
     let dropped =
@@ -221,6 +238,7 @@ impl std::task::Wake for NoWake {
 }
 
 fn unknown_programs_are_not_found(event_loop: DynSelectorEventLoop) {
+    let (_turn, event_loop) = turn(event_loop);
     let lp = &event_loop;
     let before = zombies_named_like_us();
     let err = lp
@@ -263,6 +281,7 @@ fn zombies_named_like_us() -> usize {
 }
 
 fn pipes_read_and_written_piece_by_piece(event_loop: DynSelectorEventLoop) {
+    let (_turn, event_loop) = turn(event_loop);
     let lp = &event_loop;
     // A shell that answers each line, and reports on stderr.
     let script = "while read line; do echo \"got $line\"; done; echo done >&2; exit 7";
@@ -365,7 +384,9 @@ fn read_and_write_pipe_transports(event_loop: DynSelectorEventLoop) {
         assert_eq!(hangup_log.borrow().events, ["made", "lost:None"]);
 
         // A regular file is no pipe.
-        let file = std::fs::File::open("/etc/hostname").unwrap();
+        let path = common::UnixPath::new();
+        std::fs::write(&path.0, b"a regular file").unwrap();
+        let file = std::fs::File::open(&path.0).unwrap();
         let err = lp.connect_read_pipe(file, || PipeRecorder(Rc::default())).await.map(drop).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     });
@@ -377,6 +398,7 @@ fn read_and_write_pipe_transports(event_loop: DynSelectorEventLoop) {
 }
 
 fn child_handlers_refuse_what_is_not_a_child(event_loop: DynSelectorEventLoop) {
+    let (_turn, event_loop) = turn(event_loop);
     let err = event_loop.add_child_handler(0, |_, _| {}).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     let err = event_loop.add_child_handler(u32::MAX, |_, _| {}).unwrap_err();

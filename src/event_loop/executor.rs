@@ -110,7 +110,9 @@ impl Shared {
 pub(crate) struct Executor {
     shared: Arc<Shared>,
     workers: RefCell<Vec<JoinHandle<()>>>,
-    max_workers: Cell<usize>,
+    /// Set by the user, or asyncio's default once first needed (finding
+    /// the CPU count reads files: not at every loop's creation).
+    max_workers: Cell<Option<usize>>,
     /// The futures of jobs not reported yet, by job id.
     pending: RefCell<HashMap<u64, Completion>>,
     next_id: Cell<u64>,
@@ -124,7 +126,7 @@ impl Executor {
                 work: Condvar::new(),
             }),
             workers: RefCell::new(Vec::new()),
-            max_workers: Cell::new(default_max_workers()),
+            max_workers: Cell::new(None),
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
         }
@@ -142,7 +144,7 @@ impl Executor {
             state.jobs.len() > state.idle
         };
         let mut workers = self.workers.borrow_mut();
-        if needs_worker && workers.len() < self.max_workers.get() {
+        if needs_worker && workers.len() < self.max_workers() {
             let shared = Arc::clone(&self.shared);
             let name = format!("tulip-executor-{}", workers.len());
             match thread::Builder::new().name(name).spawn(move || shared.work()) {
@@ -195,6 +197,18 @@ impl Executor {
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
         for (_, completion) in pending {
             completion(None);
+        }
+    }
+
+    /// The most worker threads the pool starts.
+    fn max_workers(&self) -> usize {
+        match self.max_workers.get() {
+            Some(max) => max,
+            None => {
+                let max = default_max_workers();
+                self.max_workers.set(Some(max));
+                max
+            }
         }
     }
 
@@ -306,7 +320,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// The most worker threads the loop's executor starts (by default
     /// asyncio's `min(32, CPUs + 4)`).
     pub fn executor_max_workers(&self) -> usize {
-        self.executor().max_workers.get()
+        self.executor().max_workers()
     }
 
     /// Sets the most worker threads the executor starts. Threads already
@@ -319,7 +333,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         if max_workers == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "max_workers must be at least 1, not 0"));
         }
-        self.executor().max_workers.set(max_workers);
+        self.executor().max_workers.set(Some(max_workers));
         Ok(())
     }
 

@@ -209,6 +209,8 @@ pub(crate) fn lookup_blocking(host: &str, port: u16) -> io::Result<Vec<SocketAdd
     // One entry per address, not one per socket type.
     hints.ai_socktype = libc::SOCK_STREAM;
     let mut list: *mut libc::addrinfo = ptr::null_mut();
+    // getaddrinfo is no `-1`-and-errno call (it returns an EAI_* code,
+    // and sets errno only for EAI_SYSTEM), so `cvt` does not apply.
     // SAFETY: `c_host` is NUL-terminated, `hints` is a valid addrinfo,
     // `list` receives a list we free below; no service is asked for.
     let code = unsafe { libc::getaddrinfo(c_host.as_ptr(), ptr::null(), &hints, &mut list) };
@@ -326,10 +328,16 @@ impl fmt::Debug for GetAddrInfo {
 }
 
 /// What could not be reached, for the error of trying several addresses.
-pub(crate) fn all_failed(what: &str, failures: Vec<(SocketAddr, io::Error)>) -> io::Error {
-    if failures.len() == 1 {
-        let (_, err) = failures.into_iter().next().expect("one failure");
-        return err;
+/// One failure is that failure, unchanged.
+pub(crate) fn all_failed(what: &str, mut failures: Vec<(SocketAddr, io::Error)>) -> io::Error {
+    match failures.len() {
+        0 => return io::Error::new(io::ErrorKind::NotFound, format!("{what}: no address to try")),
+        1 => {
+            if let Some((_, err)) = failures.pop() {
+                return err;
+            }
+        }
+        _ => {}
     }
     let kind = failures.first().map_or(io::ErrorKind::Other, |(_, err)| err.kind());
     let same_kind = failures.iter().all(|(_, err)| err.kind() == kind);
