@@ -206,15 +206,22 @@ fn number_of(data: &[u8]) -> usize {
 /// read none of them.
 const RCVBUF: libc::c_int = 4 << 20;
 
-fn set_rcvbuf(sock: &UdpSocket, size: libc::c_int) -> usize {
+/// Asks for a receive buffer of `size` bytes (or the largest the kernel
+/// accepts, halving), and says what it granted.
+fn set_rcvbuf(sock: &UdpSocket, mut size: libc::c_int) -> usize {
     use std::os::unix::io::AsRawFd;
     let fd = sock.as_raw_fd();
     let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: setsockopt reads one c_int from a valid pointer.
-    let rc = unsafe {
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&size as *const libc::c_int).cast(), len)
-    };
-    assert_eq!(rc, 0);
+    while size >= 64 << 10 {
+        // SAFETY: setsockopt reads one c_int from a valid pointer.
+        let rc = unsafe {
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&size as *const libc::c_int).cast(), len)
+        };
+        if rc == 0 {
+            break;
+        }
+        size /= 2; // some kernels refuse (ENOBUFS) rather than cap
+    }
     let mut granted: libc::c_int = 0;
     let mut len = len;
     // SAFETY: getsockopt writes one c_int and its length to valid pointers.

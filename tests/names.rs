@@ -99,17 +99,15 @@ fn create_connection_tries_each_address_in_turn(event_loop: DynSelectorEventLoop
 }
 
 fn create_connection_errors_name_what_failed(event_loop: DynSelectorEventLoop) {
-    let closed = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed_port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (closed, other) = (closed_port(), closed_port());
     // Every address of localhost refuses: the kind they share comes back.
     let err = run(&event_loop, event_loop.create_connection(format!("localhost:{closed}"), || Quiet))
         .map(drop)
         .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
     // Two addresses, two failures: both in the message.
-    let two = [SocketAddr::from(([127, 0, 0, 1], closed)), SocketAddr::from(([127, 0, 0, 2], closed))];
+    let two = [SocketAddr::from(([127, 0, 0, 1], closed)), SocketAddr::from(([127, 0, 0, 1], other))];
     let err = run(&event_loop, event_loop.create_connection(&two[..], || Quiet)).map(drop).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
     let message = err.to_string();
