@@ -90,8 +90,7 @@ fn create_connection_tries_each_address_in_turn(event_loop: DynSelectorEventLoop
     };
     let server = event_loop.create_server("127.0.0.1:0", || Quiet).unwrap();
     let open = server.local_addr().unwrap().as_inet().unwrap();
-    let (transport, _) =
-        run(&event_loop, event_loop.create_connection(&[closed, open][..], || Quiet)).unwrap();
+    let (transport, _) = run(&event_loop, event_loop.create_connection([closed, open], || Quiet)).unwrap();
     assert_eq!(transport.peer_addr().unwrap().as_inet().unwrap(), open);
     transport.close();
     server.close();

@@ -44,8 +44,8 @@ pub enum Addrs {
 /// `ToSocketAddrs`, without its blocking lookup). Implemented for
 /// `SocketAddr` (and its V4/V6 halves), `(IpAddr, u16)`, `([u8; 4], u16)`,
 /// `"host:port"` strings (`"localhost:8080"`, `"127.0.0.1:80"`,
-/// `"[::1]:80"`), `(&str, u16)`, slices of `SocketAddr`, and references to
-/// all of these.
+/// `"[::1]:80"`), `(&str, u16)`, arrays, slices and `Vec`s of `SocketAddr`
+/// (tried in their order), and references to all of these.
 ///
 /// One thing std's trait allows does not work here: a generic parameter
 /// cannot guide `"…".parse()` or `.into()`, so pass the string itself
@@ -125,6 +125,12 @@ impl ToAddrs for [SocketAddr] {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "an empty list of addresses"));
         }
         Ok(Addrs::Known(self.to_vec()))
+    }
+}
+
+impl<const N: usize> ToAddrs for [SocketAddr; N] {
+    fn to_addrs(&self) -> io::Result<Addrs> {
+        self.as_slice().to_addrs()
     }
 }
 
