@@ -8,6 +8,11 @@
 //! cargo run --release --example compare_backends -- [--backends epoll,poll,select]
 //!     [--duration SECS] [--clients N] [--sizes 10,1000,10000]
 //! ```
+//!
+//! Above the table it prints what each backend is, from
+//! `Backend::capabilities()` (the data the README's backend table is made of).
+
+mod common;
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind, Read, Write};
@@ -18,6 +23,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use common::{Arg, Cli};
 use tulip::selectors::{Backend, Events, Selector};
 use tulip::{AbstractEventLoop, DynSelectorEventLoop};
 
@@ -30,55 +36,60 @@ struct Options {
     sizes: Vec<usize>,
 }
 
-fn usage(problem: &str) -> ExitCode {
-    eprintln!("compare_backends: {problem}");
-    eprintln!(
-        "usage: compare_backends [--backends epoll,poll,select] [--duration SECS] \
-         [--clients N] [--sizes 10,1000,10000]"
-    );
-    ExitCode::from(2)
-}
+/// Shown by `--help`, and after a mistake on the command line.
+const USAGE: &str = concat!(
+    "usage: compare_backends [--backends epoll,poll,select] [--duration SECS] [--clients N] ",
+    "[--sizes 10,1000,10000]\n\n",
+    "Compares the selector backends here: an echo server on the event loop, then one select\n",
+    "with one ready fd among N registered.\n",
+    "  --backends LIST   backends to compare (default: every one available here)\n",
+    "  --duration SECS   how long each echo run lasts (default 1.5)\n",
+    "  --clients N       echo clients (default 10)\n",
+    "  --sizes LIST      values of N for the select cost (default 10,1000,10000)\n",
+    "  -h, --help        show this help"
+);
 
 fn parse_list<T: std::str::FromStr>(text: &str) -> Option<Vec<T>> {
     text.split(',').map(|item| item.trim().parse().ok()).collect()
 }
 
-fn parse_options() -> Result<Options, String> {
+fn parse_options() -> Options {
     let mut options = Options {
         backends: Backend::available(),
         duration: Duration::from_millis(1500),
         clients: 10,
         sizes: vec![10, 1_000, 10_000],
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--backends" => {
-                let text = value()?;
+    let mut cli = Cli::new("compare_backends", USAGE);
+    while let Some(arg) = cli.next() {
+        match &arg {
+            Arg::Flag(flag) if flag == "--backends" => {
+                let text = cli.value(flag);
                 options.backends = text
                     .split(',')
-                    .map(|name| name.parse::<Backend>().map_err(|e| e.to_string()))
-                    .collect::<Result<_, _>>()?;
+                    .map(|name| name.parse::<Backend>())
+                    .collect::<Result<_, _>>()
+                    .unwrap_or_else(|err| cli.fail(&err.to_string()));
             }
-            "--duration" => {
-                let secs: f64 = value()?.parse().map_err(|_| "--duration takes seconds".to_owned())?;
-                options.duration = Duration::try_from_secs_f64(secs)
-                    .map_err(|_| format!("--duration {secs} is not a valid number of seconds"))?;
+            Arg::Flag(flag) if flag == "--duration" => options.duration = cli.seconds(flag),
+            Arg::Flag(flag) if flag == "--clients" => options.clients = cli.parse(flag),
+            Arg::Flag(flag) if flag == "--sizes" => {
+                let text = cli.value(flag);
+                options.sizes =
+                    parse_list(&text).unwrap_or_else(|| cli.fail("--sizes takes counts like 10,1000"));
             }
-            "--clients" => {
-                options.clients = value()?.parse().map_err(|_| "--clients takes a count".to_owned())?;
-            }
-            "--sizes" => {
-                options.sizes = parse_list(&value()?).ok_or("--sizes takes counts like 10,1000")?;
-            }
-            other => return Err(format!("unknown argument {other:?}")),
+            _ => cli.unknown(&arg),
         }
     }
     if options.clients == 0 {
-        return Err("--clients must be at least 1".to_owned());
+        cli.fail("--clients must be at least 1");
     }
-    Ok(options)
+    for backend in &options.backends {
+        if !Backend::available().contains(backend) {
+            cli.fail(&format!("the {backend} backend is not available here"));
+        }
+    }
+    options
 }
 
 /// Raises the soft fd limit to the hard one; returns the limit in force.
@@ -257,6 +268,10 @@ fn select_cost(backend: Backend, n: usize, fd_limit: u64) -> io::Result<Option<f
 
 fn run(options: &Options) -> io::Result<()> {
     let fd_limit = raise_fd_limit();
+    for &backend in &options.backends {
+        println!("{}", backend.capabilities());
+    }
+    println!();
     let mut header =
         format!("{:<8} {:>14} {:>11} {:>11}", "backend", "round trips/s", "selects/rt", "events/rt");
     for n in &options.sizes {
@@ -293,15 +308,7 @@ fn run(options: &Options) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_options() {
-        Ok(options) => options,
-        Err(problem) => return usage(&problem),
-    };
-    for backend in &options.backends {
-        if !Backend::available().contains(backend) {
-            return usage(&format!("the {backend} backend is not available here"));
-        }
-    }
+    let options = parse_options();
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -19,11 +19,18 @@ use std::rc::Rc;
 use common::ServerArgs;
 use tulip::DynSelectorEventLoop;
 
-/// Shown after a mistake on the command line (see `common::ServerArgs`).
-const USAGE: &str = "usage: echo_async [--port P] [--backend NAME] [--max-conns N]";
+/// Shown by `--help`, and after a mistake on the command line.
+const USAGE: &str = concat!(
+    "usage: echo_async [--port P] [--backend NAME] [--max-conns N]\n\n",
+    "An echo server written with coroutines: a task per connection.\n",
+    "  --port P          port on 127.0.0.1 (default 8888; 0 picks a free one)\n",
+    "  --backend NAME    select, poll, epoll or kqueue (default: the best one here)\n",
+    "  --max-conns N     exit once N connections were served (N >= 1)\n",
+    "  -h, --help        show this help"
+);
 
 fn main() -> io::Result<()> {
-    let args = ServerArgs::parse(USAGE).unwrap_or_else(common::usage_exit);
+    let args = ServerArgs::parse("echo_async", USAGE);
     let event_loop = Rc::new(tulip::new_event_loop(args.backend)?);
     let listener = TcpListener::bind(("127.0.0.1", args.port))?;
     println!("listening on {}", listener.local_addr()?);
@@ -42,7 +49,20 @@ async fn serve(
     let mut handlers = Vec::new();
     let mut accepted = 0;
     while max_conns.is_none_or(|max| accepted < max) {
-        let (conn, peer) = event_loop.sock_accept(&listener).await?;
+        let (conn, peer) = match event_loop.sock_accept(&listener).await {
+            Ok(accepted) => accepted,
+            // Out of fds: accepting again at once would fail again, at 100 %
+            // CPU. Wait, as asyncio's servers do, and go on serving.
+            Err(err) if common::out_of_resources(&err) => {
+                eprintln!("accept: {err}; accepting again in {:?}", common::ACCEPT_RETRY);
+                tulip::sleep(&*event_loop, common::ACCEPT_RETRY).await;
+                continue;
+            }
+            Err(err) => {
+                eprintln!("accept: {err}");
+                continue;
+            }
+        };
         accepted += 1;
         let lp = Rc::clone(&event_loop);
         let handler = event_loop.create_task(async move {

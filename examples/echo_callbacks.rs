@@ -18,6 +18,10 @@
 //! - Each connection has one idle timer: when it fires it checks the time of
 //!   the last activity and either closes the connection or re-arms itself.
 //! - `--max-conns N` makes the server exit after N connections have closed.
+//! - Out of fds, the listener's reader is removed for a second instead of
+//!   failing to accept at 100 % CPU (as asyncio's servers do).
+
+mod common;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -28,8 +32,20 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use common::{Arg, Cli};
 use tulip::selectors::Backend;
 use tulip::{AbstractEventLoop, SelectorEventLoop};
+
+/// Shown by `--help`, and after a mistake on the command line.
+const USAGE: &str = concat!(
+    "usage: echo_callbacks [--port P] [--backend NAME] [--idle-timeout SECS] [--max-conns N]\n\n",
+    "An echo server written with loop callbacks only (add_reader, add_writer, call_later).\n",
+    "  --port P              port on 127.0.0.1 (default 8888; 0 picks a free one)\n",
+    "  --backend NAME        select, poll, epoll or kqueue (default: SelectorEventLoop's)\n",
+    "  --idle-timeout SECS   close connections idle this long (default 10)\n",
+    "  --max-conns N         exit after N connections have closed\n",
+    "  -h, --help            show this help"
+);
 
 /// Stop reading from a client once this much echo is waiting to be sent.
 const HIGH_WATER: usize = 256 * 1024;
@@ -68,17 +84,7 @@ struct Server {
 type Shared = Rc<RefCell<Server>>;
 
 fn main() -> ExitCode {
-    let config = match parse_args(std::env::args().skip(1)) {
-        Ok(config) => config,
-        Err(message) => {
-            eprintln!("echo_callbacks: {message}");
-            eprintln!(
-                "usage: echo_callbacks [--port N] [--backend select|poll|epoll|kqueue] \
-                 [--idle-timeout SECS] [--max-conns N]"
-            );
-            return ExitCode::from(2);
-        }
-    };
+    let config = parse_args();
     let outcome = match config.backend {
         None => SelectorEventLoop::new().and_then(|lp| serve(lp, &config)),
         Some(backend) => tulip::new_event_loop(backend).and_then(|lp| serve(lp, &config)),
@@ -98,7 +104,6 @@ fn serve<L: AbstractEventLoop>(event_loop: L, config: &Config) -> io::Result<()>
     let listener = TcpListener::bind(("127.0.0.1", config.port))?;
     listener.set_nonblocking(true)?;
     println!("listening on {}", listener.local_addr()?);
-    let listener_fd = listener.as_raw_fd();
     let server: Shared = Rc::new(RefCell::new(Server {
         listener,
         conns: HashMap::new(),
@@ -106,10 +111,17 @@ fn serve<L: AbstractEventLoop>(event_loop: L, config: &Config) -> io::Result<()>
         idle_timeout: config.idle_timeout,
         max_conns: config.max_conns,
     }));
-    let s = Rc::clone(&server);
-    event_loop.add_reader(listener_fd, move |lp| accept_all(lp, &s))?;
+    watch_listener(&event_loop, &server)?;
     event_loop.run_forever()?;
     event_loop.close()
+}
+
+/// Accepts whenever the listener is readable (the I/O-safe form: the
+/// listener is ours to borrow).
+fn watch_listener<L: AbstractEventLoop>(lp: &L, server: &Shared) -> io::Result<()> {
+    let s = Rc::clone(server);
+    let borrowed = server.borrow();
+    lp.add_reader_fd(&borrowed.listener, move |lp| accept_all(lp, &s))
 }
 
 /// The listener is readable: accept every waiting connection.
@@ -120,8 +132,20 @@ fn accept_all<L: AbstractEventLoop>(lp: &L, server: &Shared) {
             Ok((stream, _peer)) => stream,
             Err(err) if err.kind() == ErrorKind::WouldBlock => return,
             Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-            // The peer gave up before we accepted, or we are out of fds:
-            // nothing to do for this one.
+            // Out of fds: accepting again at once would fail again, at 100 %
+            // CPU. Stop watching the listener for a while, as asyncio does.
+            Err(err) if common::out_of_resources(&err) => {
+                eprintln!("accept: {err}; accepting again in {:?}", common::ACCEPT_RETRY);
+                let _ = lp.remove_reader_fd(&server.borrow().listener);
+                let s = Rc::clone(server);
+                lp.call_later(common::ACCEPT_RETRY, move |lp| {
+                    if let Err(err) = watch_listener(lp, &s) {
+                        eprintln!("add_reader(listener): {err}");
+                    }
+                });
+                return;
+            }
+            // The peer gave up before we accepted: nothing to do for this one.
             Err(err) => {
                 eprintln!("accept: {err}");
                 return;
@@ -320,26 +344,18 @@ fn close_conn<L: AbstractEventLoop>(lp: &L, server: &Shared, fd: RawFd) {
     }
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> {
+fn parse_args() -> Config {
     let mut config =
         Config { port: 8888, backend: None, idle_timeout: Duration::from_secs(10), max_conns: None };
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--port" => config.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
-            "--backend" => {
-                config.backend = Some(value()?.parse().map_err(|e| format!("--backend: {e}"))?);
-            }
-            "--idle-timeout" => {
-                let secs: f64 = value()?.parse().map_err(|e| format!("--idle-timeout: {e}"))?;
-                config.idle_timeout =
-                    Duration::try_from_secs_f64(secs).map_err(|e| format!("--idle-timeout: {e}"))?;
-            }
-            "--max-conns" => {
-                config.max_conns = Some(value()?.parse().map_err(|e| format!("--max-conns: {e}"))?);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
+    let mut cli = Cli::new("echo_callbacks", USAGE);
+    while let Some(arg) = cli.next() {
+        match &arg {
+            Arg::Flag(flag) if flag == "--port" => config.port = cli.parse(flag),
+            Arg::Flag(flag) if flag == "--backend" => config.backend = Some(cli.backend()),
+            Arg::Flag(flag) if flag == "--idle-timeout" => config.idle_timeout = cli.seconds(flag),
+            Arg::Flag(flag) if flag == "--max-conns" => config.max_conns = Some(cli.parse(flag)),
+            _ => cli.unknown(&arg),
         }
     }
-    Ok(config)
+    config
 }

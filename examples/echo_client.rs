@@ -13,7 +13,6 @@
 //! `--messages N` per connection (default 1000), `--size BYTES` per message
 //! (default 64). Exits with an error if an echo differs.
 
-#[allow(dead_code)] // the client reads its own flags, not `ServerArgs`
 mod common;
 
 use std::io;
@@ -21,15 +20,24 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use common::Flags;
+use common::{Arg, Cli};
 use tulip::selectors::Backend;
 use tulip::DynSelectorEventLoop;
 
-/// Shown after a mistake on the command line.
-const USAGE: &str = "usage: echo_client --port P [--backend NAME] [--conns N] [--messages N] [--size BYTES]";
+/// Shown by `--help`, and after a mistake on the command line.
+const USAGE: &str = concat!(
+    "usage: echo_client --port P [--backend NAME] [--conns N] [--messages N] [--size BYTES]\n\n",
+    "Checks an echo server: every message must come back intact.\n",
+    "  --port P          the server's port on 127.0.0.1 (required)\n",
+    "  --backend NAME    select, poll, epoll or kqueue (default: the best one here)\n",
+    "  --conns N         connections (also --max-conns; default 1)\n",
+    "  --messages N      messages per connection (default 1000)\n",
+    "  --size BYTES      bytes per message (default 64)\n",
+    "  -h, --help        show this help"
+);
 
 fn main() -> io::Result<()> {
-    let args = Args::parse().unwrap_or_else(common::usage_exit);
+    let args = Args::parse();
     let event_loop = Rc::new(tulip::new_event_loop(args.backend)?);
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let start = Instant::now();
@@ -100,22 +108,22 @@ struct Args {
 }
 
 impl Args {
-    fn parse() -> io::Result<Args> {
+    fn parse() -> Args {
         let mut args = Args { port: 0, backend: Backend::default(), conns: 1, messages: 1000, size: 64 };
-        let mut flags = Flags::new(USAGE);
-        while let Some((flag, value)) = flags.next_flag()? {
-            match flag.as_str() {
-                "--port" => args.port = flags.parse(&flag, &value)?,
-                "--backend" => args.backend = value.parse()?,
-                "--conns" | "--max-conns" => args.conns = flags.parse(&flag, &value)?,
-                "--messages" => args.messages = flags.parse(&flag, &value)?,
-                "--size" => args.size = flags.parse::<u64>(&flag, &value)?.max(1) as usize,
-                _ => return Err(flags.unknown(&flag)),
+        let mut cli = Cli::new("echo_client", USAGE);
+        while let Some(arg) = cli.next() {
+            match &arg {
+                Arg::Flag(flag) if flag == "--port" => args.port = cli.parse(flag),
+                Arg::Flag(flag) if flag == "--backend" => args.backend = cli.backend(),
+                Arg::Flag(flag) if flag == "--conns" || flag == "--max-conns" => args.conns = cli.parse(flag),
+                Arg::Flag(flag) if flag == "--messages" => args.messages = cli.parse(flag),
+                Arg::Flag(flag) if flag == "--size" => args.size = cli.parse::<u64>(flag).max(1) as usize,
+                _ => cli.unknown(&arg),
             }
         }
         if args.port == 0 {
-            return Err(flags.error("--port is required"));
+            cli.fail("--port is required");
         }
-        Ok(args)
+        args
     }
 }

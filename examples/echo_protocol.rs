@@ -20,8 +20,15 @@ use std::rc::Rc;
 use common::ServerArgs;
 use tulip::{AbstractEventLoop, Protocol, Transport};
 
-/// Shown after a mistake on the command line (see `common::ServerArgs`).
-const USAGE: &str = "usage: echo_protocol [--port P] [--backend NAME] [--max-conns N]";
+/// Shown by `--help`, and after a mistake on the command line.
+const USAGE: &str = concat!(
+    "usage: echo_protocol [--port P] [--backend NAME] [--max-conns N]\n\n",
+    "An echo server written with a Protocol and its Transport.\n",
+    "  --port P          port on 127.0.0.1 (default 8888; 0 picks a free one)\n",
+    "  --backend NAME    select, poll, epoll or kqueue (default: the best one here)\n",
+    "  --max-conns N     exit once N connections were served (N >= 1)\n",
+    "  -h, --help        show this help"
+);
 
 /// One connection: echo, and stop reading while the peer is not reading.
 struct Echo {
@@ -81,7 +88,7 @@ impl Finish {
 }
 
 fn main() -> io::Result<()> {
-    let args = ServerArgs::parse(USAGE).unwrap_or_else(common::usage_exit);
+    let args = ServerArgs::parse("echo_protocol", USAGE);
     let event_loop = tulip::new_event_loop(args.backend)?;
     let finished = Rc::new(Finish { left: Cell::new(args.max_conns), done: event_loop.create_future() });
     let shared = Rc::clone(&finished);

@@ -16,18 +16,24 @@
 //! the error), `--backend select|poll|epoll|kqueue`. Exits with status 1
 //! if a name was not found.
 
-#[allow(dead_code)] // reads its own flags, not `ServerArgs`
 mod common;
 
 use std::io;
 use std::rc::Rc;
 
-use common::Flags;
+use common::{Arg, Cli};
 use tulip::selectors::Backend;
 use tulip::{DynSelectorEventLoop, Protocol};
 
-/// Shown after a mistake on the command line.
-const USAGE: &str = "usage: resolve [--port P] [--connect] [--backend NAME] NAME...";
+/// Shown by `--help`, and after a mistake on the command line.
+const USAGE: &str = concat!(
+    "usage: resolve [--port P] [--connect] [--backend NAME] NAME...\n\n",
+    "Looks every NAME up with getaddrinfo, at once, on the loop's worker threads.\n",
+    "  --port P          the port of the addresses (default 80)\n",
+    "  --connect         also connect to each NAME's port, address by address\n",
+    "  --backend NAME    select, poll, epoll or kqueue (default: the best one here)\n",
+    "  -h, --help        show this help"
+);
 
 struct Args {
     names: Vec<String>,
@@ -36,29 +42,23 @@ struct Args {
     backend: Backend,
 }
 
-fn parse_args() -> io::Result<Args> {
-    let flags = Flags::new(USAGE);
+/// Reads the command line; a mistake ends the process (status 2).
+fn parse_args() -> Args {
     let mut args = Args { names: Vec::new(), port: 80, connect: false, backend: Backend::default() };
-    let mut words = std::env::args().skip(1);
-    while let Some(word) = words.next() {
-        match word.as_str() {
-            "--connect" => args.connect = true,
-            "--port" | "--backend" => {
-                let value = words.next().ok_or_else(|| flags.error(&format!("{word} needs a value")))?;
-                if word == "--port" {
-                    args.port = flags.parse(&word, &value)?;
-                } else {
-                    args.backend = value.parse()?;
-                }
-            }
-            flag if flag.starts_with("--") => return Err(flags.unknown(flag)),
-            _ => args.names.push(word),
+    let mut cli = Cli::new("resolve", USAGE);
+    while let Some(arg) = cli.next() {
+        match &arg {
+            Arg::Flag(flag) if flag == "--connect" => args.connect = true,
+            Arg::Flag(flag) if flag == "--port" => args.port = cli.parse(flag),
+            Arg::Flag(flag) if flag == "--backend" => args.backend = cli.backend(),
+            Arg::Word(name) => args.names.push(name.clone()),
+            _ => cli.unknown(&arg),
         }
     }
     if args.names.is_empty() {
-        return Err(flags.error("no name to look up"));
+        cli.fail("no name to look up");
     }
-    Ok(args)
+    args
 }
 
 /// A protocol that only connects.
@@ -93,7 +93,7 @@ async fn resolve(event_loop: Rc<DynSelectorEventLoop>, name: String, port: u16, 
 }
 
 fn main() -> io::Result<()> {
-    let args = parse_args().unwrap_or_else(common::usage_exit);
+    let args = parse_args();
     let event_loop = Rc::new(tulip::new_event_loop(args.backend)?);
     let count = args.names.len();
     // One task per name: the lookups run at once, on the worker threads.

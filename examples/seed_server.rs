@@ -9,13 +9,21 @@
 //! ```
 //!
 //! Try it with `nc 127.0.0.1 8888`. Every readiness event it handles is
-//! printed, so you can watch `select` drive the server.
+//! printed, so you can watch `select` drive the server; with
+//! `TULIP_TRACE=1` the selector's system calls are printed too. Out of
+//! fds, it stops watching the listener for a second rather than fail to
+//! accept at 100 % CPU.
+
+mod common;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::io::{AsFd, AsRawFd, RawFd};
 use std::process::ExitCode;
+use std::time::Instant;
+
+use common::{Arg, Cli};
 
 use tulip::selectors::{Backend, Events, Selector};
 
@@ -40,56 +48,31 @@ struct Options {
     max_conns: Option<usize>,
 }
 
-/// Why parsing stopped: a request for help, or a mistake to report.
-enum Stop {
-    Help,
-    Bad(String),
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, Stop> {
+fn parse_args() -> Options {
     let mut options = Options { port: 8888, backend: Backend::default(), max_conns: None };
     let mut port_seen = false;
-    while let Some(arg) = args.next() {
-        // Accept both `--flag value` and `--flag=value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| {
-            inline.clone().or_else(|| args.next()).ok_or_else(|| Stop::Bad(format!("{name} needs a value")))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Err(Stop::Help),
-            "--port" => {
-                options.port = parse_port(&value("--port")?)?;
+    let mut cli = Cli::new("seed_server", USAGE);
+    while let Some(arg) = cli.next() {
+        match &arg {
+            Arg::Flag(flag) if flag == "--port" => {
+                options.port = cli.parse(flag);
                 port_seen = true;
             }
-            "--backend" => {
-                let name = value("--backend")?;
-                options.backend = name.parse().map_err(|e: io::Error| Stop::Bad(e.to_string()))?;
-            }
-            "--max-conns" => {
-                let text = value("--max-conns")?;
-                match text.parse::<usize>() {
-                    Ok(n) if n >= 1 => options.max_conns = Some(n),
-                    _ => {
-                        return Err(Stop::Bad(format!("--max-conns needs a whole number >= 1, not {text:?}")))
-                    }
-                }
-            }
-            _ if arg.starts_with('-') => return Err(Stop::Bad(format!("unknown option {arg:?}"))),
-            _ if !port_seen => {
-                options.port = parse_port(&arg)?;
+            Arg::Flag(flag) if flag == "--backend" => options.backend = cli.backend(),
+            Arg::Flag(flag) if flag == "--max-conns" => match cli.parse::<usize>(flag) {
+                0 => cli.fail("--max-conns needs a whole number >= 1"),
+                n => options.max_conns = Some(n),
+            },
+            Arg::Word(word) if !port_seen => {
+                options.port = word
+                    .parse()
+                    .unwrap_or_else(|_| cli.fail(&format!("invalid port {word:?}: expected 0 to 65535")));
                 port_seen = true;
             }
-            _ => return Err(Stop::Bad(format!("unexpected argument {arg:?}: the port is already set"))),
+            _ => cli.unknown(&arg),
         }
     }
-    Ok(options)
-}
-
-fn parse_port(text: &str) -> Result<u16, Stop> {
-    text.parse().map_err(|_| Stop::Bad(format!("invalid port {text:?}: expected 0 to 65535")))
+    options
 }
 
 /// `READ`, `WRITE` or `READ|WRITE`.
@@ -117,6 +100,8 @@ struct Server {
     backend: Backend,
     selector: Box<dyn Selector<Handler>>,
     listener: TcpListener,
+    /// Out of fds: when to watch the listener again.
+    accepting_again_at: Option<Instant>,
     clients: HashMap<RawFd, Client>,
     closed: usize,
     buffer: Vec<u8>,
@@ -136,11 +121,24 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // The client gave up before we accepted it: not our problem.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                // Out of fds: the listener stays readable, so accepting again
+                // at once would fail again, at 100 % CPU. Stop watching it
+                // for a while, as asyncio's servers do.
+                Err(e) if common::out_of_resources(&e) => {
+                    self.selector.unregister_fd(self.listener.as_fd())?;
+                    self.accepting_again_at = Some(Instant::now() + common::ACCEPT_RETRY);
+                    self.log(
+                        fd,
+                        events,
+                        &format!("accept: {e}; accepting again in {:?}", common::ACCEPT_RETRY),
+                    );
+                    return Ok(());
+                }
                 Err(e) => return Err(e),
             };
             stream.set_nonblocking(true)?;
             let client_fd = stream.as_raw_fd();
-            self.selector.register(client_fd, Events::READ, Server::echo)?;
+            self.selector.register_fd(stream.as_fd(), Events::READ, Server::echo)?;
             self.log(fd, events, &format!("accept {peer} as fd {client_fd}"));
             self.clients.insert(client_fd, Client { stream, peer, pending: Vec::new(), eof: false });
         }
@@ -237,7 +235,7 @@ fn run(options: Options) -> io::Result<()> {
     let mut selector = options.backend.open::<Handler>()?;
     let listener = TcpListener::bind(("127.0.0.1", options.port))?;
     listener.set_nonblocking(true)?;
-    selector.register(listener.as_raw_fd(), Events::READ, Server::accept)?;
+    selector.register_fd(listener.as_fd(), Events::READ, Server::accept)?;
     println!("listening on {}", listener.local_addr()?);
     println!("[{}] fd {} registered for READ", options.backend, listener.as_raw_fd());
 
@@ -245,6 +243,7 @@ fn run(options: Options) -> io::Result<()> {
         backend: options.backend,
         selector,
         listener,
+        accepting_again_at: None,
         clients: HashMap::new(),
         closed: 0,
         buffer: vec![0; 64 * 1024],
@@ -253,9 +252,14 @@ fn run(options: Options) -> io::Result<()> {
     while options.max_conns.is_none_or(|max| server.closed < max) {
         // The results borrow the selector, so copy them out before handling.
         ready.clear();
-        ready.extend(server.selector.select(None)?.map(|(key, events)| (key.fd, events, key.data)));
+        let timeout = server.accepting_again_at.map(|at| at.saturating_duration_since(Instant::now()));
+        ready.extend(server.selector.select(timeout)?.map(|(key, events)| (key.fd, events, key.data)));
         for &(fd, events, handler) in &ready {
             handler(&mut server, fd, events)?;
+        }
+        if server.accepting_again_at.is_some_and(|at| at <= Instant::now()) {
+            server.accepting_again_at = None;
+            server.selector.register_fd(server.listener.as_fd(), Events::READ, Server::accept)?;
         }
     }
     println!("[{}] --max-conns reached ({} closed), exiting", server.backend, server.closed);
@@ -263,17 +267,7 @@ fn run(options: Options) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(Stop::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(Stop::Bad(why)) => {
-            eprintln!("seed_server: {why}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let options = parse_args();
     let backend = options.backend;
     match run(options) {
         Ok(()) => ExitCode::SUCCESS,

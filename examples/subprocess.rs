@@ -24,7 +24,6 @@
 //! Options: `--backend select|poll|epoll|kqueue`. The child watcher is the
 //! best one here (a pidfd per child on Linux, `SIGCHLD` elsewhere).
 
-#[allow(dead_code)] // reads its own flags, not `ServerArgs`
 mod common;
 
 use std::cell::RefCell;
@@ -33,12 +32,18 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::Instant;
 
-use common::Flags;
+use common::{Arg, Cli};
 use tulip::selectors::Backend;
 use tulip::{DynSelectorEventLoop, Protocol, Transport};
 
-/// Shown after a mistake on the command line.
-const USAGE: &str = "usage: subprocess [--backend NAME]";
+/// Shown by `--help`, and after a mistake on the command line.
+const USAGE: &str = concat!(
+    "usage: subprocess [--backend NAME]\n\n",
+    "Child processes and pipes on the loop: communicate, output line by line,\n",
+    "signals, and connect_read_pipe with add_child_handler.\n",
+    "  --backend NAME    select, poll, epoll or kqueue (default: the best one here)\n",
+    "  -h, --help        show this help"
+);
 
 /// 1. `communicate`: all of stdin in, all of stdout and stderr out.
 async fn shout(event_loop: &DynSelectorEventLoop) -> io::Result<()> {
@@ -135,11 +140,11 @@ async fn by_hand(event_loop: &DynSelectorEventLoop) -> io::Result<()> {
 
 fn main() -> io::Result<()> {
     let mut backend = Backend::default();
-    let mut flags = Flags::new(USAGE);
-    while let Some((flag, value)) = flags.next_flag().unwrap_or_else(common::usage_exit) {
-        match flag.as_str() {
-            "--backend" => backend = value.parse().unwrap_or_else(common::usage_exit),
-            _ => common::usage_exit(flags.unknown(&flag)),
+    let mut cli = Cli::new("subprocess", USAGE);
+    while let Some(arg) = cli.next() {
+        match &arg {
+            Arg::Flag(flag) if flag == "--backend" => backend = cli.backend(),
+            _ => cli.unknown(&arg),
         }
     }
     let event_loop = tulip::new_event_loop(backend)?;

@@ -19,18 +19,22 @@
 //!
 //! Options: `--backend select|poll|epoll|kqueue`.
 
-#[allow(dead_code)] // reads its own flags, not `ServerArgs`
 mod common;
 
 use std::io;
 use std::time::{Duration, Instant};
 
-use common::Flags;
+use common::{Arg, Cli};
 use tulip::selectors::Backend;
 use tulip::AbstractEventLoop;
 
-/// Shown after a mistake on the command line.
-const USAGE: &str = "usage: threads [--backend NAME]";
+/// Shown by `--help`, and after a mistake on the command line.
+const USAGE: &str = concat!(
+    "usage: threads [--backend NAME]\n\n",
+    "Runs blocking jobs on the loop's worker threads while a timer ticks.\n",
+    "  --backend NAME    select, poll, epoll or kqueue (default: the best one here)\n",
+    "  -h, --help        show this help"
+);
 
 /// Slow on purpose: counts the primes below `n` by trial division.
 fn count_primes(n: u64) -> usize {
@@ -49,11 +53,11 @@ fn tick(event_loop: &tulip::DynSelectorEventLoop, say: impl Fn(&str) + Copy + 's
 
 fn main() -> io::Result<()> {
     let mut backend = Backend::default();
-    let mut flags = Flags::new(USAGE);
-    while let Some((flag, value)) = flags.next_flag().unwrap_or_else(common::usage_exit) {
-        match flag.as_str() {
-            "--backend" => backend = value.parse().unwrap_or_else(common::usage_exit),
-            _ => common::usage_exit(flags.unknown(&flag)),
+    let mut cli = Cli::new("threads", USAGE);
+    while let Some(arg) = cli.next() {
+        match &arg {
+            Arg::Flag(flag) if flag == "--backend" => backend = cli.backend(),
+            _ => cli.unknown(&arg),
         }
     }
     let event_loop = tulip::new_event_loop(backend)?;

@@ -5,7 +5,9 @@
 //! cargo run --example timers
 //! ```
 //!
-//! It finishes on its own after about 300 ms.
+//! It finishes on its own after about 300 ms. It takes no options.
+
+mod common;
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -17,7 +19,17 @@ fn say(start: Instant, now: Instant, what: &str) {
     println!("{:>4} ms  {what}", (now - start).as_millis());
 }
 
+/// Shown by `--help`, and after a mistake on the command line.
+const USAGE: &str = "usage: timers\n\n\
+Schedules callbacks with call_soon, call_later and call_at, cancels one, and\n\
+stops the loop after 300 ms, printing when each one runs.\n  \
+-h, --help        show this help";
+
 fn main() -> io::Result<()> {
+    let mut cli = common::Cli::new("timers", USAGE);
+    if let Some(arg) = cli.next() {
+        cli.unknown(&arg);
+    }
     let event_loop = SelectorEventLoop::new()?;
     let start = event_loop.time();
 

@@ -26,19 +26,26 @@
 //! asyncio.run(main())' PORT
 //! ```
 
-#[allow(dead_code)] // reads its own flags, not `ServerArgs`
 mod common;
 
 use std::cell::Cell;
 use std::io::{self, Write};
 use std::rc::Rc;
 
-use common::Flags;
+use common::{Arg, Cli};
 use tulip::selectors::Backend;
 use tulip::{AbstractEventLoop, DatagramProtocol, DatagramTransport, SocketAddress};
 
-/// Shown after a mistake on the command line.
-const USAGE: &str = "usage: udp_echo [--port P] [--host H] [--backend NAME] [--max-datagrams N]";
+/// Shown by `--help`, and after a mistake on the command line.
+const USAGE: &str = concat!(
+    "usage: udp_echo [--port P] [--host H] [--backend NAME] [--max-datagrams N]\n\n",
+    "A UDP echo server: each datagram goes back to where it came from.\n",
+    "  --port P            port (default 9999; 0 picks a free one)\n",
+    "  --host H            address or name to listen on (default 127.0.0.1)\n",
+    "  --backend NAME      select, poll, epoll or kqueue (default: the best one here)\n",
+    "  --max-datagrams N   exit once N datagrams were echoed (N >= 1)\n",
+    "  -h, --help          show this help"
+);
 
 /// Echoes every datagram; counts them toward `--max-datagrams`.
 struct Echo {
@@ -88,28 +95,29 @@ struct Args {
 }
 
 impl Args {
-    fn parse() -> io::Result<Args> {
+    /// Reads the command line; a mistake ends the process (status 2).
+    fn parse() -> Args {
         let mut args =
             Args { host: "127.0.0.1".into(), port: 9999, backend: Backend::default(), max_datagrams: None };
-        let mut flags = Flags::new(USAGE);
-        while let Some((flag, value)) = flags.next_flag()? {
-            match flag.as_str() {
-                "--port" => args.port = flags.parse(&flag, &value)?,
-                "--host" => args.host = value,
-                "--backend" => args.backend = value.parse()?,
-                "--max-datagrams" => args.max_datagrams = Some(flags.parse(&flag, &value)?),
-                _ => return Err(flags.unknown(&flag)),
+        let mut cli = Cli::new("udp_echo", USAGE);
+        while let Some(arg) = cli.next() {
+            match &arg {
+                Arg::Flag(flag) if flag == "--port" => args.port = cli.parse(flag),
+                Arg::Flag(flag) if flag == "--host" => args.host = cli.value(flag),
+                Arg::Flag(flag) if flag == "--backend" => args.backend = cli.backend(),
+                Arg::Flag(flag) if flag == "--max-datagrams" => args.max_datagrams = Some(cli.parse(flag)),
+                _ => cli.unknown(&arg),
             }
         }
         if args.max_datagrams == Some(0) {
-            return Err(flags.error("--max-datagrams must be at least 1"));
+            cli.fail("--max-datagrams must be at least 1");
         }
-        Ok(args)
+        args
     }
 }
 
 fn main() -> io::Result<()> {
-    let args = Args::parse().unwrap_or_else(common::usage_exit);
+    let args = Args::parse();
     let event_loop = tulip::new_event_loop(args.backend)?;
     let (done, closed) = (event_loop.create_future::<()>(), event_loop.create_future::<()>());
     let left = Rc::new(Cell::new(args.max_datagrams));

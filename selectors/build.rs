@@ -2,10 +2,11 @@
 //! `tulip_epoll` (Linux, Android), `tulip_kqueue` (Apple and the BSDs),
 //! `tulip_eventfd` (Linux, Android: the waker needs one fd, not a pipe) and
 //! `tulip_pipe2` (`pipe2(2)` makes a pipe close-on-exec and non-blocking
-//! in one call). `select` and `poll` exist on every Unix and need no alias.
+//! in one call), `tulip_dup3` (`dup3(2)` sets close-on-exec as it
+//! duplicates). `select` and `poll` exist on every Unix and need no alias.
 
 fn main() {
-    for alias in ["tulip_epoll", "tulip_kqueue", "tulip_eventfd", "tulip_pipe2"] {
+    for alias in ["tulip_epoll", "tulip_kqueue", "tulip_eventfd", "tulip_pipe2", "tulip_dup3"] {
         println!("cargo::rustc-check-cfg=cfg({alias})");
     }
     println!("cargo::rerun-if-changed=build.rs");
@@ -22,5 +23,6 @@ fn main() {
     }
     if linux || bsd {
         println!("cargo::rustc-cfg=tulip_pipe2");
+        println!("cargo::rustc-cfg=tulip_dup3");
     }
 }

@@ -24,6 +24,10 @@
 //!    child processes ([`subprocess_exec`](BaseSelectorEventLoop::subprocess_exec),
 //!    [`Process`]) and pipes
 //!    ([`connect_read_pipe`](BaseSelectorEventLoop::connect_read_pipe)).
+//!    Above them, asyncio's everyday tools: [`Lock`], [`Event`],
+//!    [`Condition`], [`Semaphore`] and [`Queue`]s for tasks, and [`wait`],
+//!    [`as_completed`], [`shield`], [`timeout`] and [`TaskGroup`] to wait
+//!    on many.
 //!
 //! ```
 //! use std::time::Duration;
@@ -50,16 +54,31 @@ pub use tulip_selectors::{Backend, DefaultSelector, Events, Selector, SelectorKe
 mod coroutines;
 mod event_loop;
 mod net;
+pub mod testing;
 
-pub use coroutines::futures::{is_cancelled, Cancelled, Future};
+pub use coroutines::errors::{
+    error_group, is_cancelled, is_queue_empty, is_queue_full, Cancelled, ErrorGroup, QueueEmpty, QueueFull,
+};
+pub use coroutines::futures::Future;
+pub use coroutines::locks::{
+    BoundedSemaphore, Condition, ConditionWait, Event, EventWait, Lock, LockAcquire, LockGuard, Semaphore,
+    SemaphoreAcquire, SemaphoreGuard,
+};
+pub use coroutines::queues::{LifoQueue, PriorityQueue, Queue, QueueGet, QueuePut};
+pub use coroutines::taskgroups::{TaskGroup, TaskGroupRun};
 pub use coroutines::tasks::Task;
+pub use coroutines::timeouts::{timeout, timeout_at, Timeout, TimeoutRun};
 pub use coroutines::timing::{gather, sleep, sleep_until, wait_for, AsEventLoop, Gather, Sleep, WaitFor};
+pub use coroutines::waiting::{
+    as_completed, shield, wait, AsCompleted, Fallible, ReturnWhen, Shield, Wait, Waitable,
+};
 pub use event_loop::base_events::{BaseEventLoop, PollIo};
 pub use event_loop::events::LoopHandle;
 pub use event_loop::events::{AbstractEventLoop, ExceptionContext, Handle, LoopStats, TimerHandle};
 pub use event_loop::selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
+pub use event_loop::trace;
 pub use event_loop::unix_events::ChildWatcher;
 pub use net::datagrams::{
     DatagramEndpointSocket, DatagramProtocol, DatagramSocket, DatagramTransport, SockRecvfrom, SockSendto,

@@ -1,7 +1,7 @@
 //! Loop-semantics tests in the manner of CPython's
 //! `Lib/test/test_asyncio/test_events.py`, `test_base_events.py` and
-//! `test_selector_events.py`, written against the Layer 2 contract of
-//! DESIGN.md only: every name comes from the crate root (`tulip::…`).
+//! `test_selector_events.py`, written against the Layer 2 API contract
+//! only: every name comes from the crate root (`tulip::…`).
 //!
 //! Each generic case runs on `SelectorEventLoop::new()` and on
 //! `tulip::new_event_loop(b)` for every `b` in `Backend::available()`; the

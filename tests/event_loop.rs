@@ -693,3 +693,36 @@ per_backend!(
     the_exception_handler_may_use_the_loop,
     stats_count_iterations_callbacks_and_timers,
 );
+
+/// The timer cases again, on virtual time (`tulip::testing::TestLoop`):
+/// order, never early, cancellation and purging hold there as on the real
+/// clock, and none of them sleeps.
+mod virtual_time {
+    fn lp() -> tulip::SelectorEventLoop {
+        tulip::testing::TestLoop::new().unwrap().into_inner()
+    }
+
+    macro_rules! on_virtual_time {
+        ($($case:ident),* $(,)?) => {$(
+            #[test]
+            fn $case() {
+                let wall = std::time::Instant::now();
+                super::$case(lp());
+                assert!(wall.elapsed() < std::time::Duration::from_secs(2), "virtual time slept");
+            }
+        )*};
+    }
+
+    on_virtual_time!(
+        timers_run_in_deadline_order_and_never_early,
+        timers_never_run_early_when_the_loop_wakes_just_before,
+        equal_deadlines_run_in_scheduling_order,
+        timer_handles_cancel_and_clone,
+        timer_cancelled_by_a_timer_due_in_the_same_iteration,
+        a_huge_delay_neither_overflows_nor_blocks_others,
+        cancelled_timers_are_purged_at_the_next_iteration,
+    );
+    // Not `a_self_rescheduling_callback_lets_timers_run`: on virtual time a
+    // loop that always has a callback ready never waits, so time never
+    // passes and the timer never comes due (asyncio's test loop alike).
+}

@@ -1,6 +1,7 @@
 //! Runs the Layer 2 examples as a user would (`cargo run --example …`) and
 //! checks what they do: the echo server echoes byte-exact on every backend
-//! and exits after `--max-conns`; the timers example prints in order.
+//! and exits after `--max-conns`; the timers example prints in order; the
+//! producer/consumer example processes every job, on every backend.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -66,7 +67,7 @@ fn echo_callbacks_echoes_and_exits(backend: Backend) {
     server.wait_success(RUN_LIMIT);
 }
 
-backend_tests!(with_backend: echo_callbacks_echoes_and_exits);
+backend_tests!(with_backend: echo_callbacks_echoes_and_exits, producer_consumer_processes_every_job);
 
 #[test]
 fn echo_server_closes_idle_connections() {
@@ -110,4 +111,40 @@ fn timers_example_prints_in_order() {
     }
     assert!(!output.iter().any(|line| line.contains("never printed")));
     assert!(output.last().unwrap().contains("3 timers fired, 1 cancelled"), "{output:#?}");
+}
+
+/// The Queue/Semaphore/Lock/TaskGroup example: every job put once and
+/// processed once, after it was put; never more than two storing or four
+/// queued; done by itself in under a second.
+fn producer_consumer_processes_every_job(backend: Backend) {
+    let output = Example::run("producer_consumer", &["--backend", backend.name()], START_LIMIT);
+    assert!(output.status.success(), "{}{}", output.stdout, output.stderr);
+    // Each line is "  N ms  what": keep the what.
+    let lines: Vec<&str> =
+        output.stdout.lines().map(|line| line.split_once(" ms  ").map_or(line, |(_, what)| what)).collect();
+    assert!(lines[0].ends_with(&format!("on {backend}")), "{lines:#?}");
+    for producer in 1..=3 {
+        for n in 1..=5 {
+            let job = format!("job {producer}.{n}");
+            let put = lines.iter().position(|l| l.starts_with(&format!("producer {producer} put {job} (")));
+            let put = put.unwrap_or_else(|| panic!("{job} never put: {lines:#?}"));
+            let processed: Vec<usize> = (0..lines.len())
+                .filter(|&i| {
+                    lines[i].starts_with("consumer ") && lines[i].ends_with(&format!(" processed {job}"))
+                })
+                .collect();
+            assert_eq!(processed.len(), 1, "{job} processed once: {lines:#?}");
+            assert!(put < processed[0], "{job} processed before it was put");
+        }
+    }
+    // "done: 15 jobs produced, 15 processed, at most S storing at once, at most Q queued, in T ms"
+    let last = lines.last().unwrap();
+    let numbers: Vec<u64> =
+        last.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+    assert!(last.starts_with("done: ") && numbers.len() == 5, "unexpected last line {last:?}");
+    let [produced, processed, storing, queued, ms] = numbers[..] else { unreachable!() };
+    assert_eq!((produced, processed), (15, 15), "{last}");
+    assert!((1..=2).contains(&storing), "the semaphore allows two: {last}");
+    assert!((1..=4).contains(&queued), "the queue holds four: {last}");
+    assert!(ms < 1000, "took {ms} ms");
 }

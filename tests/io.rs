@@ -512,7 +512,91 @@ fn a_panic_in_a_handler_destructor_is_reported<L: TestLoop>(lp: L) {
     assert_eq!(contexts[0].origin.unwrap().file(), file!());
 }
 
+fn a_reader_added_again_after_its_fd_was_closed_and_reused_runs<L: TestLoop>(lp: L) {
+    // add_reader(fd); close(fd) without remove_reader; a new socket gets the
+    // same number; add_reader(fd) again. epoll and kqueue dropped the closed
+    // file's registration, so replacing the reader must register anew:
+    // the new reader runs (it never did before: 0 calls).
+    let (_a, b) = socketpair();
+    let number = isolated_fd(b);
+    lp.add_reader(number, |_| panic!("the closed socket's reader ran")).unwrap();
+    close_fd(number);
+    let (mut c, d) = socketpair();
+    // SAFETY: `number` was closed above and is ours to reuse (isolated_fd).
+    let reused = tulip::selectors::mechanism::cvt(unsafe { libc::dup2(fd(&d), number) }).unwrap();
+    assert_eq!(reused, number);
+    drop(d);
+    c.write_all(b"x").unwrap();
+    let runs = counter();
+    let r = Rc::clone(&runs);
+    lp.add_reader(number, move |lp| {
+        r.set(r.get() + 1);
+        assert!(lp.remove_reader(number).unwrap());
+        lp.stop();
+    })
+    .unwrap();
+    lp.call_later(LIMIT, |lp| lp.stop());
+    run_bounded(&lp, LIMIT + LIMIT);
+    assert_eq!(runs.get(), 1, "the reader of the reused fd ran");
+    close_fd(number);
+}
+
+fn a_reader_replaced_on_a_closed_fd_is_an_error_or_still_watched<L: TestLoop>(lp: L) {
+    // Replacing the reader of an fd closed meanwhile: never silence. epoll
+    // and kqueue refuse the closed fd (the loop drops its handlers); poll
+    // and select ask nothing at registration, as with add_reader.
+    let (_a, b) = socketpair();
+    let number = isolated_fd(b);
+    lp.add_reader(number, |_| panic!("the closed socket's reader ran")).unwrap();
+    close_fd(number);
+    let outcome = lp.add_reader(number, |_| panic!("the replacement ran"));
+    match lp.backend() {
+        Backend::Epoll | Backend::Kqueue => {
+            assert_eq!(outcome.unwrap_err().raw_os_error(), Some(libc::EBADF));
+            assert!(!lp.remove_reader(number).unwrap(), "nothing is left behind");
+        }
+        Backend::Select | Backend::Poll => {
+            outcome.unwrap();
+            assert!(lp.remove_reader(number).unwrap());
+        }
+    }
+}
+
+fn the_io_safe_forms_take_a_borrowed_socket<L: TestLoop>(lp: L) {
+    let (mut a, b) = socketpair();
+    let runs = counter();
+    let r = Rc::clone(&runs);
+    lp.add_reader_fd(&b, move |lp| {
+        r.set(r.get() + 1);
+        lp.stop();
+    })
+    .unwrap();
+    lp.add_writer_fd(&b, |_| {}).unwrap();
+    assert!(lp.remove_writer_fd(&b).unwrap());
+    a.write_all(b"x").unwrap();
+    run_bounded(&lp, LIMIT);
+    assert_eq!(runs.get(), 1);
+    assert!(lp.remove_reader_fd(&b).unwrap());
+    assert!(!lp.remove_reader_fd(&b).unwrap());
+    // The origin of a handler added the I/O-safe way is the caller's line.
+    let seen: Rc<RefCell<Vec<ExceptionContext>>> = Rc::default();
+    let s = Rc::clone(&seen);
+    lp.set_exception_handler(Some(Box::new(move |_, ctx| s.borrow_mut().push(ctx.clone()))));
+    let line2 = line!() + 1;
+    lp.add_reader_fd(&b, |lp| {
+        lp.stop();
+        panic!("boom");
+    })
+    .unwrap();
+    run_bounded(&lp, LIMIT);
+    let origin = seen.borrow()[0].origin.unwrap();
+    assert_eq!((origin.file(), origin.line()), (file!(), line2));
+}
+
 per_backend!(
+    the_io_safe_forms_take_a_borrowed_socket,
+    a_reader_added_again_after_its_fd_was_closed_and_reused_runs,
+    a_reader_replaced_on_a_closed_fd_is_an_error_or_still_watched,
     a_reader_runs_when_data_arrives,
     a_writer_runs_when_writable,
     a_writer_waits_for_room,

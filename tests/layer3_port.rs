@@ -1,6 +1,6 @@
 //! Layer 3 checked the way CPython's asyncio tests check it (test_futures,
 //! test_tasks, test_sock_lowlevel, test_selector_events' transports),
-//! written against the names of DESIGN.md's Layer 3 block, on
+//! written against the names of the Layer 3 API contract, on
 //! `SelectorEventLoop` and on `new_event_loop(backend)` for every backend.
 //!
 //! The other Layer 3 test files check much of this already; the cases here
@@ -324,7 +324,7 @@ fn read_to_eof<S: Sel, T: AsRawFd>(lp: &Lp<S>, peer: &T) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------
-// Step 1: the shapes DESIGN.md's Layer 3 block writes, as a user would.
+// Step 1: the shapes the Layer 3 API contract writes, as a user would.
 
 struct Quiet;
 impl Protocol for Quiet {}

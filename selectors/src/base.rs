@@ -9,9 +9,11 @@ use std::os::unix::io::RawFd;
 use std::slice;
 use std::time::{Duration, Instant};
 
+use crate::fork::{current_generation, fork_generation, inherited_error};
 use crate::mechanism::Readiness;
 use crate::registry::Registry;
 use crate::syscall::is_interrupted;
+use crate::transcript::{self, Observer, Syscall};
 use crate::{Backend, Events, Keys, Selector, SelectorKey};
 
 /// One kernel readiness mechanism: the part of a selector that differs
@@ -85,6 +87,55 @@ pub trait Mechanism: Sized {
     ///
     /// The error of `close(2)`.
     fn close(self) -> io::Result<()>;
+
+    /// For the transcript: the kernel object this mechanism made and how,
+    /// `("epoll_create1(EPOLL_CLOEXEC)", fd)`; `None` if it has none.
+    fn describe_open(&self) -> Option<(&'static str, RawFd)> {
+        None
+    }
+
+    /// For the transcript: the system calls `change` makes (`add`,
+    /// `modify` or `remove`), in the kernel's words:
+    /// `epoll_ctl(7, ADD, fd=5, EPOLLIN)`. Empty if it makes none.
+    fn describe_change(&self, change: Change) -> Vec<String> {
+        let _ = change;
+        Vec::new()
+    }
+
+    /// For the transcript: the kernel wait `wait` just made with
+    /// `timeout`, and what the kernel answered beyond the count, in its
+    /// words: `("epoll_wait(7, max=4, timeout=10)", "[fd 5 EPOLLIN]")`.
+    /// `reported` is what `wait` handed on (all of it, masked or not).
+    fn describe_wait(&self, timeout: Option<Duration>, reported: &[(RawFd, Readiness)]) -> (String, String) {
+        let answer: Vec<String> =
+            reported.iter().map(|(fd, readiness)| format!("fd {fd} {readiness:?}")).collect();
+        (format!("wait({timeout:?})"), format!("[{}]", answer.join(", ")))
+    }
+
+    /// In a child process made by `fork()`: replaces the kernel state the
+    /// child shares with its parent by a fresh one of its own, empty
+    /// ([`BaseSelector`] then adds every registration again). The default
+    /// opens a new mechanism and drops the inherited one, which closes the
+    /// child's copy of its fds and nothing else.
+    ///
+    /// # Errors
+    ///
+    /// The error of creating the new kernel state.
+    fn after_fork(&mut self) -> io::Result<()> {
+        *self = Self::open()?;
+        Ok(())
+    }
+}
+
+/// A change of registration, as [`Mechanism::describe_change`] is asked about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// `add(fd, events)`.
+    Add(RawFd, Events),
+    /// `modify(fd, old, new)`.
+    Modify(RawFd, Events, Events),
+    /// `remove(fd, events)`.
+    Remove(RawFd, Events),
 }
 
 /// A selector made of the shared bookkeeping and one [`Mechanism`].
@@ -98,6 +149,10 @@ pub struct BaseSelector<T, M> {
     pub(crate) mechanism: M,
     /// The last `select`'s result, reused so a warm `select` allocates nothing.
     ready: Vec<(RawFd, Events)>,
+    /// The fork generation the kernel state belongs to (see `fork.rs`).
+    born: u64,
+    /// Who hears of every system call (see `transcript.rs`).
+    observer: Option<Box<dyn Observer>>,
 }
 
 impl<T, M: Mechanism> BaseSelector<T, M> {
@@ -107,7 +162,72 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     ///
     /// The error of creating the kernel handle, if the mechanism has one.
     pub fn new() -> io::Result<Self> {
-        Ok(BaseSelector { registry: Registry::new(), mechanism: M::open()?, ready: Vec::new() })
+        let born = fork_generation();
+        let mut selector = BaseSelector {
+            registry: Registry::new(),
+            mechanism: M::open()?,
+            ready: Vec::new(),
+            born,
+            observer: None,
+        };
+        if let Some(observer) = transcript::from_environment() {
+            selector.set_observer(Some(observer));
+            if let Some((call, fd)) = selector.mechanism.describe_open() {
+                selector.note(call, &fd.to_string(), "new()");
+            }
+        }
+        Ok(selector)
+    }
+
+    /// Tells the observer of one system call, if there is one.
+    #[cold]
+    fn note(&mut self, call: &str, result: &str, operation: &str) {
+        if let Some(observer) = &mut self.observer {
+            observer.syscall(&Syscall { call, result, operation });
+        }
+    }
+
+    /// Passes on `outcome`, the result of `change`, after telling the
+    /// observer (if any) of the calls it made.
+    #[inline(always)]
+    fn noted(&mut self, change: Change, outcome: io::Result<()>) -> io::Result<()> {
+        if self.observer.is_some() {
+            self.note_change(change, &outcome);
+        }
+        outcome
+    }
+
+    /// Tells the observer of the calls a change of registration made.
+    #[cold]
+    #[inline(never)]
+    fn note_change(&mut self, change: Change, outcome: &io::Result<()>) {
+        let result = transcript::result(outcome.as_ref().map(|()| 0));
+        let operation = match change {
+            Change::Add(fd, events) => format!("register(fd {fd}, {events})"),
+            Change::Modify(fd, _, events) => format!("modify(fd {fd}, {events})"),
+            Change::Remove(fd, _) => format!("unregister(fd {fd})"),
+        };
+        for call in self.mechanism.describe_change(change) {
+            self.note(&call, &result, &operation);
+        }
+    }
+
+    /// `true` in a child process made by `fork()` since this selector was
+    /// made (or last given [`after_fork`](Selector::after_fork)): its kernel
+    /// state is the parent's, and it must not touch it.
+    #[inline]
+    fn inherited(&self) -> bool {
+        // `new` installed the handler (fork_generation), so a load will do.
+        self.born != current_generation()
+    }
+
+    /// Refuses to touch kernel state that belongs to the parent process.
+    #[inline]
+    fn check_not_inherited(&self) -> io::Result<()> {
+        if self.inherited() {
+            return Err(inherited_error("selector"));
+        }
+        Ok(())
     }
 
     /// Waits once or more until something is ready or `timeout` has passed,
@@ -117,7 +237,7 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     /// short; retrying after `EINTR` or an early wake lives in the cold
     /// [`wait_again`](Self::wait_again).
     #[inline]
-    fn wait_until_ready<F: FnMut(&SelectorKey<T>, Events)>(
+    fn wait_until_ready<const NOTED: bool, F: FnMut(&SelectorKey<T>, Events)>(
         &mut self,
         timeout: Option<Duration>,
         mut sink: F,
@@ -128,13 +248,13 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
             Some(d) if !d.is_zero() => Instant::now().checked_add(d),
             _ => None,
         };
-        match self.wait_once(timeout, &mut sink) {
+        match self.wait_once::<NOTED, F>(timeout, timeout, &mut sink) {
             // The kernel said something (even if it was all masked out):
             // report it rather than spin on events nobody asked for.
             Ok(reported) if reported > 0 => Ok(()),
             Ok(_) if is_zero(timeout) => Ok(()),
-            Ok(_) => self.wait_again(timeout, deadline, &mut sink),
-            Err(err) if is_interrupted(&err) => self.wait_again(timeout, deadline, &mut sink),
+            Ok(_) => self.wait_again::<NOTED, F>(timeout, deadline, &mut sink),
+            Err(err) if is_interrupted(&err) => self.wait_again::<NOTED, F>(timeout, deadline, &mut sink),
             Err(err) => Err(err),
         }
     }
@@ -143,7 +263,7 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
     /// `timeout`, as long as it takes.
     #[cold]
     #[inline(never)]
-    fn wait_again<F: FnMut(&SelectorKey<T>, Events)>(
+    fn wait_again<const NOTED: bool, F: FnMut(&SelectorKey<T>, Events)>(
         &mut self,
         timeout: Option<Duration>,
         deadline: Option<Instant>,
@@ -162,7 +282,9 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
             };
             // A closure of its own, so that the hot path's closure has one
             // caller and is inlined into the loop over the kernel's answer.
-            match self.wait_once(remaining, &mut |key: &SelectorKey<T>, events| sink(key, events)) {
+            match self.wait_once::<NOTED, _>(remaining, timeout, &mut |key: &SelectorKey<T>, events| {
+                sink(key, events)
+            }) {
                 Ok(reported) if reported > 0 => return Ok(()),
                 Ok(_) if is_zero(remaining) => return Ok(()),
                 Ok(_) => {}
@@ -174,13 +296,20 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
 
     /// One kernel wait, handing each reported fd that has a key, with its
     /// events masked by the key's, to `sink` (unless none are left).
-    /// Returns how many fds the kernel reported.
+    /// Returns how many fds the kernel reported. `NOTED`: the observer
+    /// hears of it (a copy of the wait loop compiled apart, so the plain
+    /// one carries no test); `asked` is the timeout the caller of `select`
+    /// gave (a retry waits less).
     #[inline(always)]
-    fn wait_once<F: FnMut(&SelectorKey<T>, Events)>(
+    fn wait_once<const NOTED: bool, F: FnMut(&SelectorKey<T>, Events)>(
         &mut self,
         timeout: Option<Duration>,
+        asked: Option<Duration>,
         sink: &mut F,
     ) -> io::Result<usize> {
+        if NOTED {
+            return self.wait_once_noted(timeout, asked, sink);
+        }
         let BaseSelector { registry, mechanism, .. } = self;
         mechanism.wait(
             timeout,
@@ -188,6 +317,36 @@ impl<T, M: Mechanism> BaseSelector<T, M> {
             #[inline(always)]
             |fd, readiness| deliver(registry, sink, fd, readiness),
         )
+    }
+
+    /// [`wait_once`](Self::wait_once) with an observer: the same wait, then
+    /// the observer hears of it in the kernel's words.
+    #[cold]
+    #[inline(never)]
+    fn wait_once_noted<F: FnMut(&SelectorKey<T>, Events)>(
+        &mut self,
+        timeout: Option<Duration>,
+        asked: Option<Duration>,
+        sink: &mut F,
+    ) -> io::Result<usize> {
+        let BaseSelector { registry, mechanism, .. } = self;
+        let mut reported = Vec::new();
+        let waited = mechanism.wait(timeout, registry.len(), |fd, readiness| {
+            reported.push((fd, readiness));
+            deliver(registry, sink, fd, readiness);
+        });
+        let (call, answer) = self.mechanism.describe_wait(timeout, &reported);
+        let result = match &waited {
+            Ok(count) if answer.is_empty() || answer == "[]" => count.to_string(),
+            Ok(count) => format!("{count} {answer}"),
+            Err(err) => transcript::result::<usize>(Err(err)),
+        };
+        let operation = match asked {
+            None => "select(None)".to_owned(),
+            Some(d) => format!("select({d:?})"),
+        };
+        self.note(&call, &result, &operation);
+        waited
     }
 }
 
@@ -248,13 +407,15 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
         }
         check_events(fd, events)?;
         M::check_fd(fd)?;
+        self.check_not_inherited()?;
         if self.registry.get(fd).is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!("fd {fd} is already registered"),
             ));
         }
-        self.mechanism.add(fd, events)?;
+        let added = self.mechanism.add(fd, events);
+        self.noted(Change::Add(fd, events), added)?;
         Ok(self.registry.insert(SelectorKey { fd, events, data }))
     }
 
@@ -262,8 +423,12 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
     fn unregister(&mut self, fd: RawFd) -> io::Result<SelectorKey<T>> {
         let key = self.registry.remove(fd).ok_or_else(|| not_registered(fd))?;
         // The fd may already be closed (EBADF) or closed and reused (ENOENT):
-        // either way the kernel no longer watches it for us.
-        let _ = self.mechanism.remove(fd, key.events);
+        // either way the kernel no longer watches it for us. In a forked
+        // child the watch is the parent's: it stays.
+        if !self.inherited() {
+            let removed = self.mechanism.remove(fd, key.events);
+            let _ = self.noted(Change::Remove(fd, key.events), removed);
+        }
         Ok(key)
     }
 
@@ -272,7 +437,9 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
         let old = self.registry.get(fd).ok_or_else(|| not_registered(fd))?.events;
         check_events(fd, events)?;
         if events != old {
-            if let Err(err) = self.mechanism.modify(fd, old, events) {
+            self.check_not_inherited()?;
+            let modified = self.mechanism.modify(fd, old, events);
+            if let Err(err) = self.noted(Change::Modify(fd, old, events), modified) {
                 // bpo-30014: after a failed modify the kernel's view is unknown,
                 // so forget the key rather than keep one that may never fire.
                 self.registry.remove(fd);
@@ -288,10 +455,16 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
 
     #[inline]
     fn select(&mut self, timeout: Option<Duration>) -> io::Result<Selected<'_, T>> {
+        self.check_not_inherited()?;
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         ready.reserve(self.registry.len());
-        let waited = self.wait_until_ready(timeout, |key, events| ready.push((key.fd, events)));
+        let sink = |key: &SelectorKey<T>, events| ready.push((key.fd, events));
+        let waited = if self.observer.is_some() {
+            self.wait_until_ready::<true, _>(timeout, sink)
+        } else {
+            self.wait_until_ready::<false, _>(timeout, sink)
+        };
         self.ready = ready;
         waited?;
         Ok(Selected { ready: self.ready.iter(), registry: &self.registry })
@@ -305,15 +478,17 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
         timeout: Option<Duration>,
         on_ready: &mut dyn FnMut(&SelectorKey<T>, Events),
     ) -> io::Result<usize> {
+        self.check_not_inherited()?;
         let mut count = 0;
-        self.wait_until_ready(
-            timeout,
-            #[inline(always)]
-            |key, events| {
-                count += 1;
-                on_ready(key, events);
-            },
-        )?;
+        let sink = |key: &SelectorKey<T>, events| {
+            count += 1;
+            on_ready(key, events);
+        };
+        if self.observer.is_some() {
+            self.wait_until_ready::<true, _>(timeout, sink)?;
+        } else {
+            self.wait_until_ready::<false, _>(timeout, sink)?;
+        }
         Ok(count)
     }
 
@@ -333,8 +508,43 @@ impl<T, M: Mechanism> Selector<T> for BaseSelector<T, M> {
         M::BACKEND
     }
 
-    fn close(self) -> io::Result<()> {
-        self.mechanism.close()
+    fn close(mut self) -> io::Result<()> {
+        let open = self.mechanism.describe_open();
+        let mut observer = self.observer.take();
+        let closed = self.mechanism.close();
+        if let (Some(observer), Some((_, fd))) = (&mut observer, open) {
+            let result = transcript::result(closed.as_ref().map(|()| 0));
+            observer.syscall(&Syscall {
+                call: &format!("close({fd})"),
+                result: &result,
+                operation: "close()",
+            });
+        }
+        closed
+    }
+
+    fn set_observer(&mut self, observer: Option<Box<dyn Observer>>) {
+        self.observer = observer;
+    }
+
+    /// A fresh kernel object for this process, with every key registered
+    /// again; a no-op in the process that made the selector.
+    fn after_fork(&mut self) -> io::Result<()> {
+        if !self.inherited() {
+            return Ok(());
+        }
+        self.mechanism.after_fork()?;
+        self.born = fork_generation();
+        let keys: Vec<(RawFd, Events)> = self.registry.keys().map(|key| (key.fd, key.events)).collect();
+        let mut first_error = None;
+        for (fd, events) in keys {
+            if let Err(err) = self.mechanism.add(fd, events) {
+                // As after a refused register: no key is kept for it.
+                self.registry.remove(fd);
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 

@@ -12,9 +12,10 @@ use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use crate::mechanism::{Mechanism, Readiness};
+use crate::mechanism::{Change, Mechanism, Readiness};
 use crate::syscall::cvt;
 use crate::timeout::as_millis_rounded_up;
+use crate::transcript::flags;
 use crate::{Backend, BaseSelector, Events};
 
 /// The `epoll` mechanism: one close-on-exec epoll fd and a reusable event buffer.
@@ -35,6 +36,19 @@ fn interest(events: Events) -> u32 {
         bits |= libc::EPOLLOUT;
     }
     bits as u32
+}
+
+/// `EPOLLIN|EPOLLRDHUP`: epoll bits as the manual names them.
+fn bit_names(bits: u32) -> String {
+    const NAMES: [(libc::c_int, &str); 6] = [
+        (libc::EPOLLIN, "EPOLLIN"),
+        (libc::EPOLLPRI, "EPOLLPRI"),
+        (libc::EPOLLOUT, "EPOLLOUT"),
+        (libc::EPOLLERR, "EPOLLERR"),
+        (libc::EPOLLHUP, "EPOLLHUP"),
+        (libc::EPOLLRDHUP, "EPOLLRDHUP"),
+    ];
+    flags(bits as libc::c_int, &NAMES)
 }
 
 /// What the epoll bits of one returned event mean.
@@ -115,6 +129,41 @@ impl Mechanism for Epoll {
             on_ready(fd, readiness(bits));
         }
         Ok(count)
+    }
+
+    fn describe_open(&self) -> Option<(&'static str, RawFd)> {
+        Some(("epoll_create1(EPOLL_CLOEXEC)", self.epoll_fd.as_raw_fd()))
+    }
+
+    fn describe_change(&self, change: Change) -> Vec<String> {
+        let epfd = self.epoll_fd.as_raw_fd();
+        let call = match change {
+            Change::Add(fd, events) => {
+                format!("epoll_ctl({epfd}, ADD, fd={fd}, {})", bit_names(interest(events)))
+            }
+            Change::Modify(fd, _, new) => {
+                format!("epoll_ctl({epfd}, MOD, fd={fd}, {})", bit_names(interest(new)))
+            }
+            Change::Remove(fd, _) => format!("epoll_ctl({epfd}, DEL, fd={fd})"),
+        };
+        vec![call]
+    }
+
+    fn describe_wait(&self, timeout: Option<Duration>, reported: &[(RawFd, Readiness)]) -> (String, String) {
+        let call = format!(
+            "epoll_wait({}, max={}, timeout={})",
+            self.epoll_fd.as_raw_fd(),
+            self.buffer.len(),
+            as_millis_rounded_up(timeout)
+        );
+        let events: Vec<String> = self.buffer[..reported.len().min(self.buffer.len())]
+            .iter()
+            .map(|event| {
+                let (bits, fd) = (event.events, event.u64 as RawFd);
+                format!("fd {fd} {}", bit_names(bits))
+            })
+            .collect();
+        (call, format!("[{}]", events.join(", ")))
     }
 
     fn close(self) -> io::Result<()> {

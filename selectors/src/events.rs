@@ -23,6 +23,23 @@ bitflags! {
     }
 }
 
+impl std::fmt::Display for Events {
+    /// `READ`, `WRITE`, `READ|WRITE` (or `nothing`).
+    ///
+    /// ```
+    /// use tulip_selectors::Events;
+    /// assert_eq!((Events::READ | Events::WRITE).to_string(), "READ|WRITE");
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match (self.contains(Events::READ), self.contains(Events::WRITE)) {
+            (true, true) => "READ|WRITE",
+            (true, false) => "READ",
+            (false, true) => "WRITE",
+            (false, false) => "nothing",
+        })
+    }
+}
+
 /// Python's `selectors.EVENT_READ`.
 pub const EVENT_READ: Events = Events::READ;
 /// Python's `selectors.EVENT_WRITE`.

@@ -10,19 +10,53 @@
 //! casts; `udata` is never touched; `count` is the one cast that differs.
 
 use std::io;
-use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::time::Duration;
 use std::{fmt, mem, ptr};
 
+use crate::fork::fork_generation;
 use crate::kqueue_records::{merge_records, Filter, KernelRecord};
-use crate::mechanism::{Mechanism, Readiness};
+use crate::mechanism::{Change, Mechanism, Readiness};
 use crate::syscall::cvt;
 use crate::timeout::clamped;
 use crate::{Backend, BaseSelector, Events};
 
+/// The kqueue fd. Unlike other fds, a kqueue is not inherited by `fork()`:
+/// in a child its number is closed, and may since name another file, so
+/// it is closed only by the process that made it (not an `OwnedFd`).
+#[derive(Debug)]
+struct KqueueFd {
+    fd: RawFd,
+    /// The fork generation of the process that made it.
+    born: u64,
+}
+
+impl KqueueFd {
+    /// Closes it, reporting `close`'s error; nothing in a forked child.
+    fn close(mut self) -> io::Result<()> {
+        let fd = std::mem::replace(&mut self.fd, -1);
+        if self.born != fork_generation() {
+            return Ok(());
+        }
+        // SAFETY: `fd` is our kqueue, closed once: `self.fd` is -1 now, so
+        // `Drop` does nothing.
+        cvt(unsafe { libc::close(fd) })?;
+        Ok(())
+    }
+}
+
+impl Drop for KqueueFd {
+    fn drop(&mut self) {
+        if self.fd >= 0 && self.born == fork_generation() {
+            // SAFETY: our kqueue, made by this process, closed once.
+            unsafe { libc::close(self.fd) };
+        }
+    }
+}
+
 /// The `kqueue` mechanism: a close-on-exec kqueue fd and reusable buffers.
 pub struct Kqueue {
-    kqueue_fd: OwnedFd,
+    kqueue_fd: KqueueFd,
     /// Room for two records per registered fd (read and write filters).
     buffer: Vec<libc::kevent>,
     records: Vec<KernelRecord>,
@@ -110,7 +144,7 @@ impl Kqueue {
         // SAFETY: one valid change record in, no event buffer out (so an
         // error comes back as -1 and errno, not as an EV_ERROR record).
         cvt(unsafe {
-            libc::kevent(self.kqueue_fd.as_raw_fd(), changes.as_ptr(), 1, ptr::null_mut(), 0, ptr::null())
+            libc::kevent(self.kqueue_fd.fd, changes.as_ptr(), 1, ptr::null_mut(), 0, ptr::null())
         })?;
         Ok(())
     }
@@ -122,13 +156,11 @@ impl Mechanism for Kqueue {
     fn open() -> io::Result<Self> {
         // SAFETY: kqueue takes no arguments and returns a new fd or -1.
         let fd = cvt(unsafe { libc::kqueue() })?;
-        // SAFETY: `fd` was just created and is owned by nobody else.
-        let kqueue_fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let kqueue_fd = KqueueFd { fd, born: fork_generation() };
         // Not every BSD has kqueue1(O_CLOEXEC): set the flag right away. (A
         // kqueue is not inherited across fork(2) anyway, so no child can exec
         // with it in the moment between the two calls.)
-        // SAFETY: fcntl on an fd we own, with an integer argument.
-        cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
+        crate::syscall::set_cloexec(fd)?;
         Ok(Kqueue { kqueue_fd, buffer: Vec::new(), records: Vec::new() })
     }
 
@@ -189,7 +221,7 @@ impl Mechanism for Kqueue {
         // null or points at a live timespec.
         let returned = cvt(unsafe {
             libc::kevent(
-                self.kqueue_fd.as_raw_fd(),
+                self.kqueue_fd.fd,
                 ptr::null(),
                 0,
                 self.buffer.as_mut_ptr(),
@@ -202,11 +234,57 @@ impl Mechanism for Kqueue {
         Ok(merge_records(&mut self.records, on_ready))
     }
 
+    fn describe_open(&self) -> Option<(&'static str, RawFd)> {
+        Some(("kqueue()", self.kqueue_fd.fd))
+    }
+
+    fn describe_change(&self, change: Change) -> Vec<String> {
+        let (fd, events, op) = match change {
+            Change::Add(fd, events) => (fd, events, "EV_ADD"),
+            Change::Remove(fd, events) => (fd, events, "EV_DELETE"),
+            // modify adds the filters that come and deletes those that go.
+            Change::Modify(fd, old, new) => {
+                let mut calls = self.describe_change(Change::Add(fd, new - old));
+                calls.extend(self.describe_change(Change::Remove(fd, old - new)));
+                return calls;
+            }
+        };
+        interests(events)
+            .map(|interest| {
+                let filter = if interest == Interest::Read { "EVFILT_READ" } else { "EVFILT_WRITE" };
+                format!("kevent({}, [{{ident={fd}, {filter}, {op}}}], 1, NULL, 0, NULL)", self.kqueue_fd.fd)
+            })
+            .collect()
+    }
+
+    fn describe_wait(&self, timeout: Option<Duration>, _reported: &[(RawFd, Readiness)]) -> (String, String) {
+        let timeout = match timeout {
+            None => "NULL".to_owned(),
+            Some(t) => {
+                let t = clamped(t);
+                format!("{{{}, {}}}", t.as_secs(), t.subsec_nanos())
+            }
+        };
+        let call = format!("kevent({}, NULL, 0, max={}, {timeout})", self.kqueue_fd.fd, self.buffer.len());
+        let records: Vec<String> = self
+            .records
+            .iter()
+            .map(|record| {
+                let filter = match record.filter {
+                    Filter::Read => "EVFILT_READ",
+                    Filter::Write => "EVFILT_WRITE",
+                    Filter::Other => "EVFILT_?",
+                };
+                let eof = if record.eof { "|EV_EOF" } else { "" };
+                let error = if record.error { "|EV_ERROR" } else { "" };
+                format!("fd {} {filter}{eof}{error}", record.fd)
+            })
+            .collect();
+        (call, format!("[{}]", records.join(", ")))
+    }
+
     fn close(self) -> io::Result<()> {
-        let fd = self.kqueue_fd.into_raw_fd();
-        // SAFETY: we owned `fd` and give up ownership here; nobody else closes it.
-        cvt(unsafe { libc::close(fd) })?;
-        Ok(())
+        self.kqueue_fd.close()
     }
 }
 
@@ -224,7 +302,7 @@ impl fmt::Debug for Kqueue {
 impl<T> AsRawFd for BaseSelector<T, Kqueue> {
     /// The kqueue fd, for nesting this selector inside another.
     fn as_raw_fd(&self) -> RawFd {
-        self.mechanism.kqueue_fd.as_raw_fd()
+        self.mechanism.kqueue_fd.fd
     }
 }
 

@@ -33,6 +33,8 @@
 
 // Every unsafe block holds one operation and says why it is sound.
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+// docs.rs (nightly) marks what exists only on some targets.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(unix))]
 compile_error!(
@@ -41,7 +43,9 @@ compile_error!(
 
 mod backend;
 mod base;
+mod capabilities;
 mod events;
+mod fork;
 mod key;
 // Compiled everywhere so its tests run on Linux too; only kqueue uses it.
 #[cfg_attr(not(tulip_kqueue), allow(dead_code))]
@@ -50,6 +54,7 @@ mod registry;
 mod selector;
 mod syscall;
 mod timeout;
+pub mod transcript;
 mod waker;
 
 mod poll;
@@ -59,12 +64,15 @@ cfg_if::cfg_if! {
     if #[cfg(tulip_epoll)] {
         mod epoll;
         /// A selector over `epoll(7)`: O(ready fds) per `select`.
+        #[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "android"))))]
         pub type EpollSelector<T> = BaseSelector<T, epoll::Epoll>;
         /// The best selector for this target: epoll here.
         pub type DefaultSelector<T> = EpollSelector<T>;
     } else if #[cfg(tulip_kqueue)] {
         mod kqueue;
         /// A selector over `kqueue(2)`: O(ready fds) per `select`.
+        #[cfg_attr(docsrs, doc(cfg(any(target_vendor = "apple", target_os = "freebsd", target_os = "netbsd",
+                                       target_os = "openbsd", target_os = "dragonfly"))))]
         pub type KqueueSelector<T> = BaseSelector<T, kqueue::Kqueue>;
         /// The best selector for this target: kqueue here.
         pub type DefaultSelector<T> = KqueueSelector<T>;
@@ -76,6 +84,7 @@ cfg_if::cfg_if! {
 
 pub use backend::Backend;
 pub use base::{BaseSelector, Selected};
+pub use capabilities::{Capabilities, ClosedFd, FdLimit, SelectCost, Watches};
 pub use events::{Events, EVENT_READ, EVENT_WRITE};
 pub use key::SelectorKey;
 pub use registry::Keys;
@@ -110,10 +119,11 @@ pub type PollSelector<T> = BaseSelector<T, poll::Poll>;
 /// This module is the crate's extension point. Users of the selectors
 /// themselves need none of it.
 pub mod mechanism {
-    pub use crate::base::Mechanism;
+    pub use crate::base::{Change, Mechanism};
     pub use crate::events::Readiness;
+    pub use crate::fork::fork_generation;
     pub use crate::syscall::{
-        cvt, drain, is_interrupted, nonblocking, nonblocking_pipe, read_nonblocking, set_cloexec,
+        cvt, drain, is_interrupted, nonblocking, nonblocking_pipe, read_nonblocking, replace_fd, set_cloexec,
         set_nonblocking, write_nonblocking, SyscallReturn,
     };
     pub use crate::timeout::{as_millis_rounded_up, clamped, LONGEST_WAIT};
@@ -125,3 +135,9 @@ pub mod mechanism {
     pub use crate::poll::Poll;
     pub use crate::select::Select;
 }
+
+/// Compiles and runs the crate README's example as a doctest, so it cannot
+/// drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::mechanism::{Mechanism, Readiness};
 use crate::syscall::cvt;
 use crate::timeout::as_millis_rounded_up;
+use crate::transcript::flags;
 use crate::{Backend, Events};
 
 /// The `poll` mechanism: the array handed to the kernel and where each fd sits in it.
@@ -104,9 +105,45 @@ impl Mechanism for Poll {
         Ok(count)
     }
 
+    fn describe_wait(&self, timeout: Option<Duration>, _reported: &[(RawFd, Readiness)]) -> (String, String) {
+        // A long array is cut short: the transcript is for reading.
+        const SHOWN: usize = 8;
+        let mut asked: Vec<String> = self
+            .fds
+            .iter()
+            .take(SHOWN)
+            .map(|entry| format!("{{fd={}, {}}}", entry.fd, bit_names(entry.events)))
+            .collect();
+        if self.fds.len() > SHOWN {
+            asked.push(format!("… {} more", self.fds.len() - SHOWN));
+        }
+        let call =
+            format!("poll([{}], {}, {})", asked.join(", "), self.fds.len(), as_millis_rounded_up(timeout));
+        let answered: Vec<String> = self
+            .fds
+            .iter()
+            .filter(|entry| entry.revents != 0)
+            .map(|entry| format!("fd {} {}", entry.fd, bit_names(entry.revents)))
+            .collect();
+        (call, format!("[{}]", answered.join(", ")))
+    }
+
     fn close(self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// `POLLIN|POLLHUP`: poll bits as the manual names them.
+fn bit_names(bits: libc::c_short) -> String {
+    const NAMES: [(libc::c_short, &str); 6] = [
+        (libc::POLLIN, "POLLIN"),
+        (libc::POLLPRI, "POLLPRI"),
+        (libc::POLLOUT, "POLLOUT"),
+        (libc::POLLERR, "POLLERR"),
+        (libc::POLLHUP, "POLLHUP"),
+        (libc::POLLNVAL, "POLLNVAL"),
+    ];
+    flags(bits, &NAMES)
 }
 
 // Written by hand: `libc::pollfd` implements `Debug` only from libc 0.2.176

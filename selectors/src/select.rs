@@ -11,6 +11,7 @@ use std::{fmt, mem, ptr};
 use crate::mechanism::{Mechanism, Readiness};
 use crate::syscall::cvt;
 use crate::timeout::clamped;
+use crate::transcript::fd_set;
 use crate::{Backend, Events};
 
 /// The `select` mechanism: master read and write sets and the highest fd in them.
@@ -195,6 +196,37 @@ impl Mechanism for Select {
             chunk += 1;
         }
         Ok(fds)
+    }
+
+    fn describe_wait(&self, timeout: Option<Duration>, reported: &[(RawFd, Readiness)]) -> (String, String) {
+        let members = |set: &libc::fd_set, used: usize| {
+            if used == 0 {
+                return "NULL".to_owned();
+            }
+            fd_set((0..=self.max_fd).filter(|&fd| contains(set, fd)))
+        };
+        let timeout = match timeout.map(as_timeval) {
+            None => "NULL".to_owned(),
+            Some(t) => format!("{}.{:06}s", t.tv_sec, t.tv_usec),
+        };
+        let call = format!(
+            "select(nfds={}, r={}, w={}, timeout={timeout})",
+            self.max_fd + 1,
+            members(&self.readers, self.reading),
+            members(&self.writers, self.writing)
+        );
+        let readable: Vec<String> =
+            reported.iter().filter(|(_, r)| r.readable).map(|(fd, _)| fd.to_string()).collect();
+        let writable: Vec<String> =
+            reported.iter().filter(|(_, r)| r.writable).map(|(fd, _)| fd.to_string()).collect();
+        let mut answer = Vec::new();
+        if !readable.is_empty() {
+            answer.push(format!("r: {}", readable.join(" ")));
+        }
+        if !writable.is_empty() {
+            answer.push(format!("w: {}", writable.join(" ")));
+        }
+        (call, format!("[{}]", answer.join(", ")))
     }
 
     fn close(self) -> io::Result<()> {

@@ -1,7 +1,8 @@
 use std::io;
-use std::os::unix::io::RawFd;
+use std::os::unix::io::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
+use crate::transcript::Observer;
 use crate::{Backend, Events, Keys, Selected, SelectorKey};
 
 /// A readiness selector: Python's `selectors.BaseSelector`.
@@ -40,6 +41,43 @@ pub trait Selector<T> {
     /// - Any error the kernel returns (such as `EBADF` from `epoll_ctl` for a
     ///   closed fd); nothing is registered then.
     fn register(&mut self, fd: RawFd, events: Events, data: T) -> io::Result<&SelectorKey<T>>;
+
+    /// [`register`](Self::register) for an fd borrowed from its owner (a
+    /// socket's `as_fd()`): the I/O-safe form, which cannot be handed a
+    /// closed or made-up number. Prefer it whenever you hold the socket.
+    ///
+    /// Why it matters: an fd number is reused as soon as it is closed.
+    /// `epoll` and `kqueue` watch the open file behind the number, `poll`
+    /// and `select` the number itself; a registration made for a number
+    /// that was closed (or that now names another file) watches the wrong
+    /// thing, or nothing, without a word. The borrow proves the file is
+    /// open *now*; the registration outlives it, so unregister before the
+    /// owner closes the fd, as with the `RawFd` forms.
+    ///
+    /// # Errors
+    ///
+    /// As [`register`](Self::register).
+    fn register_fd(&mut self, fd: BorrowedFd<'_>, events: Events, data: T) -> io::Result<&SelectorKey<T>> {
+        self.register(fd.as_raw_fd(), events, data)
+    }
+
+    /// [`modify`](Self::modify) for a borrowed fd (see [`register_fd`](Self::register_fd)).
+    ///
+    /// # Errors
+    ///
+    /// As [`modify`](Self::modify).
+    fn modify_fd(&mut self, fd: BorrowedFd<'_>, events: Events, data: T) -> io::Result<&SelectorKey<T>> {
+        self.modify(fd.as_raw_fd(), events, data)
+    }
+
+    /// [`unregister`](Self::unregister) for a borrowed fd (see [`register_fd`](Self::register_fd)).
+    ///
+    /// # Errors
+    ///
+    /// As [`unregister`](Self::unregister).
+    fn unregister_fd(&mut self, fd: BorrowedFd<'_>) -> io::Result<SelectorKey<T>> {
+        self.unregister(fd.as_raw_fd())
+    }
 
     /// Stops watching `fd` and returns its key.
     ///
@@ -124,6 +162,31 @@ pub trait Selector<T> {
     /// Which kernel mechanism this selector uses.
     fn backend(&self) -> Backend;
 
+    /// Tells `observer` of every system call this selector makes from now
+    /// on, in the kernel's words (`None`: stop); see
+    /// [`transcript`](crate::transcript). The default (a selector of your
+    /// own) drops it.
+    fn set_observer(&mut self, observer: Option<Box<dyn Observer>>) {
+        drop(observer);
+    }
+
+    /// In a child process made by `fork()`, gives this selector kernel
+    /// state of its own, with the same registrations (libuv's
+    /// `uv_loop_fork`). Until then an inherited selector refuses
+    /// `register`, `modify` and `select`, and `unregister`, `close` and
+    /// drop leave the parent's kernel state alone: epoll's interest list is
+    /// shared with the parent, and an `EPOLL_CTL_DEL` in the child would
+    /// remove the parent's registration. A no-op where nothing was
+    /// inherited; the default does nothing.
+    ///
+    /// # Errors
+    ///
+    /// The error of creating the new kernel object or adding an fd to it
+    /// (such an fd's key is dropped).
+    fn after_fork(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Closes the kernel handle (if any), reporting the error that `Drop`
     /// would ignore. Through a `Box<dyn Selector<T>>` this can only drop it.
     ///
@@ -169,6 +232,12 @@ impl<T, S: Selector<T> + ?Sized> Selector<T> for Box<S> {
     }
     fn backend(&self) -> Backend {
         (**self).backend()
+    }
+    fn after_fork(&mut self) -> io::Result<()> {
+        (**self).after_fork()
+    }
+    fn set_observer(&mut self, observer: Option<Box<dyn Observer>>) {
+        (**self).set_observer(observer)
     }
     /// A boxed selector may be unsized (`dyn Selector`), so it cannot be moved
     /// out to call its own `close`: dropping it closes the handle, ignoring errors.

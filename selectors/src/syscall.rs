@@ -171,3 +171,26 @@ pub fn drain(fd: RawFd, mut on_bytes: impl FnMut(&[u8])) {
         }
     }
 }
+
+/// Makes the fd number `old` refer to the file of `new` (close-on-exec),
+/// closing `new`'s own number: after a `fork`, a fresh kernel object can
+/// take the place of an inherited one under the same number, so everything
+/// that knows the number (a selector's key, a signal handler) still works.
+///
+/// # Errors
+///
+/// The error of `dup3` (or `dup2` and `fcntl`), e.g. `EBADF`.
+pub fn replace_fd(new: OwnedFd, old: RawFd) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    cfg_if::cfg_if! {
+        if #[cfg(tulip_dup3)] {
+            // SAFETY: dup3 takes two fd numbers and flags; `new` is open.
+            cvt(unsafe { libc::dup3(new.as_raw_fd(), old, libc::O_CLOEXEC) })?;
+        } else {
+            // SAFETY: dup2 takes two fd numbers; `new` is open.
+            cvt(unsafe { libc::dup2(new.as_raw_fd(), old) })?;
+            set_cloexec(old)?;
+        }
+    }
+    Ok(())
+}

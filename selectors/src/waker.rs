@@ -9,8 +9,9 @@
 use std::fmt;
 use std::io;
 use std::os::unix::io::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::fork::fork_generation;
 use crate::syscall as sys;
 
 /// An fd to register for [`READ`](crate::Events::READ), which
@@ -39,6 +40,8 @@ pub struct Waker {
     write: Option<OwnedFd>,
     /// A wake was written and not drained yet: further wakes need no syscall.
     pending: AtomicBool,
+    /// The fork generation of its fds (see [`after_fork`](Self::after_fork)).
+    born: AtomicU64,
 }
 
 impl Waker {
@@ -56,7 +59,7 @@ impl Waker {
                 let fd = sys::cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
                 // SAFETY: `fd` was just created and is owned by nobody else.
                 let read = unsafe { OwnedFd::from_raw_fd(fd) };
-                Ok(Waker { read, write: None, pending: AtomicBool::new(false) })
+                Ok(Waker { read, write: None, pending: AtomicBool::new(false), born: AtomicU64::new(fork_generation()) })
             } else {
                 Waker::with_pipe()
             }
@@ -72,7 +75,12 @@ impl Waker {
     /// The error of creating the pipe, e.g. `EMFILE`.
     pub fn with_pipe() -> io::Result<Waker> {
         let (read, write) = sys::nonblocking_pipe()?;
-        Ok(Waker { read, write: Some(write), pending: AtomicBool::new(false) })
+        Ok(Waker {
+            read,
+            write: Some(write),
+            pending: AtomicBool::new(false),
+            born: AtomicU64::new(fork_generation()),
+        })
     }
 
     /// The fd to register for reading.
@@ -114,6 +122,33 @@ impl Waker {
     pub fn drain(&self) {
         sys::drain(self.fd(), |_| {});
         self.pending.store(false, Ordering::Release);
+    }
+}
+
+impl Waker {
+    /// In a child process made by `fork()`: gives the waker a fresh eventfd
+    /// or pipe under the same fd numbers, so a wake in the child no longer
+    /// wakes the parent (the inherited fds name the parent's), and a
+    /// selector's key for [`fd`](Self::fd) still fits. A no-op in the
+    /// process that made it. Call it before the selector's own
+    /// [`after_fork`](crate::Selector::after_fork), which registers the
+    /// fd again.
+    ///
+    /// # Errors
+    ///
+    /// The error of creating or duplicating the new fds.
+    pub fn after_fork(&self) -> io::Result<()> {
+        if self.born.load(Ordering::Relaxed) == fork_generation() {
+            return Ok(());
+        }
+        let fresh = if self.is_pipe() { Waker::with_pipe()? } else { Waker::new()? };
+        sys::replace_fd(fresh.read, self.read.as_raw_fd())?;
+        if let (Some(new), Some(old)) = (fresh.write, &self.write) {
+            sys::replace_fd(new, old.as_raw_fd())?;
+        }
+        self.pending.store(false, Ordering::Release);
+        self.born.store(fork_generation(), Ordering::Relaxed);
+        Ok(())
     }
 }
 

@@ -205,3 +205,21 @@ fn debug_output_names_the_backend() {
     let text = format!("{:?}", DefaultSelector::<String>::new().unwrap());
     assert!(text.to_lowercase().contains(&Backend::default().to_string()), "{text}");
 }
+
+/// The I/O-safe forms take a borrowed fd and act as the `RawFd` forms do.
+#[test]
+fn the_io_safe_forms_register_modify_and_unregister_a_borrowed_fd() {
+    use std::os::unix::io::{AsFd, AsRawFd};
+    for backend in Backend::available() {
+        let mut sel = backend.open::<String>().unwrap();
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(sel.register_fd(b.as_fd(), Events::WRITE, "b".into()).unwrap().fd, b.as_raw_fd());
+        sel.modify_fd(b.as_fd(), Events::READ, "b read".into()).unwrap();
+        std::io::Write::write_all(&mut a, b"x").unwrap();
+        let ready: Vec<_> =
+            sel.select(Some(BOUND)).unwrap().map(|(key, events)| (key.data.clone(), events)).collect();
+        assert_eq!(ready, [("b read".to_string(), Events::READ)], "{backend}");
+        assert_eq!(sel.unregister_fd(b.as_fd()).unwrap().data, "b read");
+        assert!(sel.is_empty());
+    }
+}

@@ -91,7 +91,7 @@ impl<S: Selector<Data>> Flavour<S> {
 
     /// Backends that ask the kernel at `register` (so they refuse a bad fd there).
     fn checks_at_register(&self) -> bool {
-        matches!(self.backend, Backend::Epoll | Backend::Kqueue)
+        self.backend.capabilities().register_syscall
     }
 }
 

@@ -6,55 +6,14 @@
 //! with [`is_cancelled`].
 
 use std::cell::{Cell, RefCell};
-use std::error::Error;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
+use crate::coroutines::errors::{copy_error, Cancelled};
 use crate::event_loop::ready::ReadyQueue;
-
-/// The error of a cancelled [`Future`] or [`Task`](crate::Task) (asyncio's
-/// `CancelledError`). It travels inside an [`io::Error`]:
-///
-/// ```
-/// let err: std::io::Error = tulip::Cancelled.into();
-/// assert!(tulip::is_cancelled(&err));
-/// assert_eq!(err.to_string(), "cancelled");
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Cancelled;
-
-impl fmt::Display for Cancelled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("cancelled")
-    }
-}
-
-impl Error for Cancelled {}
-
-impl From<Cancelled> for io::Error {
-    fn from(cancelled: Cancelled) -> Self {
-        io::Error::other(cancelled)
-    }
-}
-
-/// `true` if `err` says that a future or task was cancelled.
-pub fn is_cancelled(err: &io::Error) -> bool {
-    err.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
-}
-
-/// A copy of `err` for a second reader: same kind, OS code and message.
-pub(crate) fn copy_error(err: &io::Error) -> io::Error {
-    if is_cancelled(err) {
-        Cancelled.into()
-    } else if let Some(code) = err.raw_os_error() {
-        io::Error::from_raw_os_error(code)
-    } else {
-        io::Error::new(err.kind(), err.to_string())
-    }
-}
 
 fn not_done() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "future is not done")

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::coroutines::futures::Cancelled;
+use crate::coroutines::errors::Cancelled;
 use crate::event_loop::base_events::PollIo;
 use crate::event_loop::events::Cancel;
 use crate::event_loop::panics::catch;
@@ -112,6 +112,15 @@ impl<T> Task<T> {
     /// `true` if the task finished by cancellation.
     pub fn cancelled(&self) -> bool {
         self.shared.cancelled.get()
+    }
+
+    /// Calls `f` with the outcome of a finished task, without taking it
+    /// (for `wait` and task groups); `None` while it runs or once taken.
+    pub(crate) fn peek<R>(&self, f: impl FnOnce(&io::Result<T>) -> R) -> Option<R> {
+        match &*self.shared.outcome.borrow() {
+            Outcome::Done(result) => Some(f(result)),
+            Outcome::Pending | Outcome::Taken => None,
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! it asks its loop to wait for I/O, and to queue what became ready,
 //! through the two methods of [`PollIo`].
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::io;
 use std::panic::Location;
 use std::rc::Rc;
@@ -15,6 +15,7 @@ use crate::event_loop::panics::catch;
 use crate::event_loop::ready::{new_rc, Incident, Once, ReadyCallback, ReadyQueue};
 use crate::event_loop::threadsafe::{closed_error, Incoming, WakeUp};
 use crate::event_loop::timers::TimerHeap;
+use crate::event_loop::trace::{CallbackRun, Iteration, LoopObserver, TimeoutReason};
 use crate::{ExceptionContext, Handle, LoopHandle, LoopStats, TimerHandle};
 
 /// Callbacks slower than this are reported in debug mode (asyncio's default).
@@ -30,12 +31,13 @@ pub trait PollIo: Sized + 'static {
 
     /// Waits for I/O at most `timeout` (`None`: until something happens,
     /// or until the engine's wake-up is called), and keeps what became
-    /// ready for [`process_events`](Self::process_events).
+    /// ready for [`process_events`](Self::process_events). Returns how
+    /// many fds were ready.
     ///
     /// # Errors
     ///
     /// The selector's error; `run_forever` returns it.
-    fn select(&self, timeout: Option<Duration>) -> io::Result<()>;
+    fn select(&self, timeout: Option<Duration>) -> io::Result<usize>;
 
     /// Queues the callbacks of what the last [`select`](Self::select) found
     /// ready: the readers and writers of the ready fds.
@@ -81,6 +83,24 @@ fn coarse_nanos() -> u64 {
 
 type ExceptionHandler<L> = Rc<dyn Fn(&L, &ExceptionContext)>;
 
+/// The loop's clock: the monotonic clock, or, for tests, virtual time that
+/// moves only when the loop would otherwise wait for a timer (or when the
+/// test says so), so that timers fire in order without real sleeping.
+enum Clock {
+    Monotonic,
+    Virtual(Cell<Instant>),
+}
+
+impl Clock {
+    #[inline]
+    fn now(&self) -> Instant {
+        match self {
+            Clock::Monotonic => Instant::now(),
+            Clock::Virtual(now) => now.get(),
+        }
+    }
+}
+
 /// The scheduling engine of a loop of type `L`, kept inside `L`.
 pub struct BaseEventLoop<L> {
     /// Shared (`Rc`) with what queues callbacks without a `&L`: wakers,
@@ -95,6 +115,12 @@ pub struct BaseEventLoop<L> {
     slow_callback: Cell<Duration>,
     exception_handler: RefCell<Option<ExceptionHandler<L>>>,
     counters: Counters,
+    /// Who watches the iterations (see `trace.rs`); `tracing` says if any.
+    observer: RefCell<Option<Box<dyn LoopObserver>>>,
+    tracing: Cell<bool>,
+    /// The record of the iteration under way, while tracing.
+    record: RefCell<Iteration>,
+    clock: Clock,
 }
 
 impl<L> BaseEventLoop<L> {
@@ -146,7 +172,61 @@ impl<L: PollIo> BaseEventLoop<L> {
             slow_callback: Cell::new(DEFAULT_SLOW_CALLBACK),
             exception_handler: RefCell::new(None),
             counters: Counters::default(),
+            observer: RefCell::new(None),
+            tracing: Cell::new(false),
+            record: RefCell::new(Iteration::default()),
+            clock: Clock::Monotonic,
         }
+    }
+
+    /// Makes the loop's clock virtual (see `Clock`), starting now.
+    pub(crate) fn use_virtual_clock(&mut self) {
+        self.clock = Clock::Virtual(Cell::new(Instant::now()));
+    }
+
+    /// The loop's time: the monotonic clock, read at each call (or the
+    /// virtual clock of a [`TestLoop`](crate::testing::TestLoop)).
+    #[inline]
+    pub fn time(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Moves a virtual clock forward by `by`: timers due by then run on
+    /// the next iteration.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) if the loop's clock
+    /// is the real one (time cannot be made to pass).
+    pub fn advance(&self, by: Duration) -> io::Result<()> {
+        match &self.clock {
+            Clock::Virtual(now) => {
+                now.set(now.get() + by);
+                Ok(())
+            }
+            Clock::Monotonic => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "advance: this loop runs on the real clock (only a TestLoop's time can be moved)",
+            )),
+        }
+    }
+
+    /// Hands a record of every iteration to `observer` (`None`: stop).
+    pub fn set_observer(&self, observer: Option<Box<dyn LoopObserver>>) {
+        self.tracing.set(observer.is_some());
+        *self.observer.borrow_mut() = observer;
+    }
+
+    /// `true` while an observer watches: the I/O layer then notes what its
+    /// `select` saw in [`record`](Self::record).
+    #[inline]
+    pub(crate) fn tracing(&self) -> bool {
+        self.tracing.get()
+    }
+
+    /// The record of the iteration under way (only meaningful while tracing).
+    pub(crate) fn record(&self) -> RefMut<'_, Iteration> {
+        self.record.borrow_mut()
     }
 
     /// The ready queue, for code that schedules without a `&L`.
@@ -185,7 +265,7 @@ impl<L: PollIo> BaseEventLoop<L> {
     #[track_caller]
     pub fn call_later<F: FnOnce(&L) + 'static>(&self, delay: Duration, cb: F) -> TimerHandle {
         // Far enough in the future is forever: don't overflow `Instant`.
-        let now = Instant::now();
+        let now = self.clock.now();
         let when = now.checked_add(delay).unwrap_or_else(|| far_future(now));
         self.call_at(when, cb)
     }
@@ -263,6 +343,17 @@ impl<L: PollIo> BaseEventLoop<L> {
     ///
     /// The I/O hook's error.
     pub fn run_once(&self, event_loop: &L) -> io::Result<()> {
+        if self.tracing.get() {
+            return self.run_once_recorded(event_loop);
+        }
+        self.iterate(event_loop, false)
+    }
+
+    /// The iteration itself. While `recording` (an observer watches), each
+    /// step notes what it did in the engine's record. Always inlined: in
+    /// `run_once` `recording` is `false`, and every test of it folds away.
+    #[inline(always)]
+    fn iterate(&self, event_loop: &L, recording: bool) -> io::Result<()> {
         bump(&self.counters.iterations, 1);
 
         // 1. Drop cancelled timers, so they neither delay the wait nor pile up.
@@ -270,65 +361,144 @@ impl<L: PollIo> BaseEventLoop<L> {
 
         // 2. Compute the timeout: none if callbacks are ready or a stop is
         //    pending; else until the earliest timer, or for ever.
-        let timeout = self.timeout();
+        let timeout = self.timeout(recording);
 
         // 3. Select: wait for I/O at most that long.
-        self.select(event_loop, timeout)?;
+        self.select(event_loop, timeout, recording)?;
 
         // 4. Process the events: queue the handlers of the ready fds.
         event_loop.process_events();
 
         // 5. Move the due timers to the ready queue. `<= now` never runs
         //    one early; the selector rounds its timeout up, so no spinning.
-        self.move_due_timers();
+        self.move_due_timers(recording);
 
         // 6. Run the callbacks ready now, and only those.
-        self.run_ready(event_loop);
+        self.run_ready(event_loop, recording);
         Ok(())
     }
 
     /// Step 2: how long the select of this iteration may wait.
-    fn timeout(&self) -> Option<Duration> {
-        if !self.ready.is_empty() || self.stopping.get() {
-            return Some(Duration::ZERO);
+    #[inline(always)]
+    fn timeout(&self, recording: bool) -> Option<Duration> {
+        let reason = if !self.ready.is_empty() {
+            TimeoutReason::CallbacksReady
+        } else if self.stopping.get() {
+            TimeoutReason::StopPending
+        } else {
+            self.timers.borrow().earliest().map_or(TimeoutReason::NothingToWaitFor, TimeoutReason::Timer)
+        };
+        let timeout = match reason {
+            TimeoutReason::CallbacksReady | TimeoutReason::StopPending => Some(Duration::ZERO),
+            TimeoutReason::Timer(when) => Some(when.saturating_duration_since(self.clock.now())),
+            TimeoutReason::NothingToWaitFor => None,
+        };
+        if recording {
+            let mut record = self.record.borrow_mut();
+            record.timeout = timeout;
+            record.timeout_reason = Some(reason);
         }
-        let earliest = self.timers.borrow().earliest();
-        earliest.map(|when| when.saturating_duration_since(Instant::now()))
+        timeout
     }
 
     /// Step 3. A wait that may block first tells other threads, so that
     /// their calls wake it, and is timed for [`LoopStats::time_blocked`].
-    fn select(&self, event_loop: &L, mut timeout: Option<Duration>) -> io::Result<()> {
+    #[inline(always)]
+    fn select(&self, event_loop: &L, mut timeout: Option<Duration>, recording: bool) -> io::Result<()> {
         if timeout == Some(Duration::ZERO) {
-            return event_loop.select(timeout);
+            return event_loop.select(timeout).map(drop);
+        }
+        if let Clock::Virtual(now) = &self.clock {
+            return self.select_in_virtual_time(event_loop, timeout, now);
         }
         if !self.incoming.about_to_sleep() {
             timeout = Some(Duration::ZERO);
         }
         let started = coarse_nanos();
+        // Recorded, the wait is timed to the nanosecond.
+        let precise = recording.then(Instant::now);
         let selected = event_loop.select(timeout);
         self.incoming.awake();
         bump(&self.counters.time_blocked, coarse_nanos().wrapping_sub(started));
-        selected
+        if let Some(precise) = precise {
+            self.record.borrow_mut().blocked = precise.elapsed();
+        }
+        selected.map(drop)
+    }
+
+    /// Step 3 on a virtual clock: what is ready is taken without waiting;
+    /// if nothing is, and the loop would sleep until a timer, that time
+    /// passes at once. With no timer at all, only I/O or another thread can
+    /// wake the loop, and it waits for them as a real loop does.
+    #[cold]
+    #[inline(never)]
+    fn select_in_virtual_time(
+        &self,
+        event_loop: &L,
+        timeout: Option<Duration>,
+        now: &Cell<Instant>,
+    ) -> io::Result<()> {
+        if event_loop.select(Some(Duration::ZERO))? > 0 {
+            return Ok(());
+        }
+        match timeout {
+            Some(wait) => {
+                now.set(now.get() + wait);
+                Ok(())
+            }
+            None => {
+                let timeout = if self.incoming.about_to_sleep() { None } else { Some(Duration::ZERO) };
+                let selected = event_loop.select(timeout);
+                self.incoming.awake();
+                selected.map(drop)
+            }
+        }
     }
 
     /// Step 5.
-    fn move_due_timers(&self) {
+    #[inline(always)]
+    fn move_due_timers(&self, recording: bool) {
         let mut timers = self.timers.borrow_mut();
         if timers.earliest().is_some() {
-            timers.pop_due(Instant::now(), |entry| {
+            timers.pop_due(self.clock.now(), |entry| {
+                if recording {
+                    self.record.borrow_mut().timers_fired.push(entry.origin());
+                }
                 self.ready.push(entry);
             });
         }
     }
 
-    /// Step 6, and the reports of what went wrong in it.
-    fn run_ready(&self, event_loop: &L) {
-        let slow_after = self.debug.get().then(|| self.slow_callback.get());
-        let ran = self.ready.run(event_loop, slow_after, &mut |event_loop, incident| {
+    /// Step 6, and the reports of what went wrong in it. Timed (each
+    /// callback's duration reported) in debug mode and while recording.
+    #[inline(always)]
+    fn run_ready(&self, event_loop: &L, recording: bool) {
+        let timed = recording || self.debug.get();
+        let ran = self.ready.run(event_loop, timed, &mut |event_loop, incident| {
             self.report(event_loop, incident);
         });
         bump(&self.counters.callbacks_run, ran);
+    }
+
+    /// [`run_once`](Self::run_once) while an observer watches: the same
+    /// iteration, recorded, then handed to the observer.
+    #[cold]
+    #[inline(never)]
+    fn run_once_recorded(&self, event_loop: &L) -> io::Result<()> {
+        let started = Instant::now();
+        self.record.borrow_mut().begin(self.counters.iterations.get() + 1);
+        let outcome = self.iterate(event_loop, true);
+        let record = {
+            let mut record = self.record.borrow_mut();
+            record.running = started.elapsed().saturating_sub(record.blocked);
+            std::mem::take(&mut *record)
+        };
+        // Taken out while the observer looks: it may use the loop.
+        if let Some(observer) = self.observer.borrow_mut().as_mut() {
+            observer.iteration(&record);
+        }
+        *self.record.borrow_mut() = record;
+        outcome
     }
 
     /// Hands what the run phase saw go wrong to the exception handler.
@@ -344,14 +514,22 @@ impl<L: PollIo> BaseEventLoop<L> {
                 };
                 ExceptionContext { message, panic: Some(panic), origin }
             }
-            Incident::Slow { origin, took } => ExceptionContext {
-                message: format!(
-                    "Executing callback scheduled at {origin} took {:.3} seconds",
-                    took.as_secs_f64()
-                ),
-                panic: None,
-                origin: Some(origin),
-            },
+            Incident::Ran { origin, took } => {
+                if self.tracing.get() {
+                    self.record.borrow_mut().callbacks.push(CallbackRun { origin, took });
+                }
+                if !self.debug.get() || took < self.slow_callback.get() {
+                    return;
+                }
+                ExceptionContext {
+                    message: format!(
+                        "Executing callback scheduled at {origin} took {:.3} seconds",
+                        took.as_secs_f64()
+                    ),
+                    panic: None,
+                    origin: Some(origin),
+                }
+            }
         };
         self.call_exception_handler(event_loop, &context);
     }

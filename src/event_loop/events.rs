@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::os::raw::c_int;
-use std::os::unix::io::RawFd;
+use std::os::unix::io::{AsFd, AsRawFd, RawFd};
 use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -129,6 +129,50 @@ pub trait AbstractEventLoop: Sized + 'static {
     ///
     /// If the selector fails to change the registration.
     fn remove_writer(&self, fd: RawFd) -> io::Result<bool>;
+
+    /// [`add_reader`](Self::add_reader) for an fd borrowed from its owner:
+    /// `lp.add_reader_fd(&socket, cb)`. The I/O-safe form: it cannot be
+    /// handed a closed or made-up number (see
+    /// [`Selector::register_fd`](crate::selectors::Selector::register_fd)
+    /// for why that matters). Prefer it whenever you hold the socket; the
+    /// reader outlives the borrow, so remove it before the socket closes.
+    ///
+    /// # Errors
+    ///
+    /// As [`add_reader`](Self::add_reader).
+    #[track_caller]
+    fn add_reader_fd(&self, fd: impl AsFd, cb: impl FnMut(&Self) + 'static) -> io::Result<()> {
+        self.add_reader(fd.as_fd().as_raw_fd(), cb)
+    }
+
+    /// [`remove_reader`](Self::remove_reader) for a borrowed fd.
+    ///
+    /// # Errors
+    ///
+    /// As [`remove_reader`](Self::remove_reader).
+    fn remove_reader_fd(&self, fd: impl AsFd) -> io::Result<bool> {
+        self.remove_reader(fd.as_fd().as_raw_fd())
+    }
+
+    /// [`add_writer`](Self::add_writer) for an fd borrowed from its owner
+    /// (see [`add_reader_fd`](Self::add_reader_fd)).
+    ///
+    /// # Errors
+    ///
+    /// As [`add_writer`](Self::add_writer).
+    #[track_caller]
+    fn add_writer_fd(&self, fd: impl AsFd, cb: impl FnMut(&Self) + 'static) -> io::Result<()> {
+        self.add_writer(fd.as_fd().as_raw_fd(), cb)
+    }
+
+    /// [`remove_writer`](Self::remove_writer) for a borrowed fd.
+    ///
+    /// # Errors
+    ///
+    /// As [`remove_writer`](Self::remove_writer).
+    fn remove_writer_fd(&self, fd: impl AsFd) -> io::Result<bool> {
+        self.remove_writer(fd.as_fd().as_raw_fd())
+    }
 
     /// Calls `cb` (as an ordinary callback) each time signal `signum` arrives,
     /// replacing any handler this loop had for it. Only one loop per process

@@ -8,4 +8,5 @@ pub(crate) mod selector_events;
 pub(crate) mod signals;
 pub(crate) mod threadsafe;
 pub(crate) mod timers;
+pub mod trace;
 pub(crate) mod unix_events;

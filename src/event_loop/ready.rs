@@ -203,8 +203,9 @@ pub(crate) enum Incident {
     /// A callback scheduled at `origin` (if known) panicked, running or
     /// being dropped.
     Panic { origin: Option<&'static Location<'static>>, panic: Panic },
-    /// Debug mode: a callback took longer than the slow-callback threshold.
-    Slow { origin: &'static Location<'static>, took: Duration },
+    /// A callback ran for `took` (reported only when the run is timed:
+    /// debug mode, or an observer watching).
+    Ran { origin: &'static Location<'static>, took: Duration },
 }
 
 /// The loop's ready queue, shared (`Rc`) by the engine and by whatever
@@ -295,15 +296,10 @@ impl<L: 'static> ReadyQueue<L> {
     /// out. Each entry is dropped right after it ran (for a reader that
     /// removed itself, that is the last reference). A panic, in a callback
     /// or in the drop of what it captured, is caught and handed to `report`
-    /// with the origin of the callback, and the rest of the batch runs; in
-    /// debug mode (`slow_after`), so are slow callbacks. Returns how many
-    /// callbacks ran (cancelled ones skipped).
-    pub(crate) fn run(
-        &self,
-        event_loop: &L,
-        slow_after: Option<Duration>,
-        report: &mut dyn FnMut(&L, Incident),
-    ) -> u64 {
+    /// with the origin of the callback, and the rest of the batch runs. If
+    /// `timed`, each callback that ran is reported with how long it took.
+    /// Returns how many callbacks ran (cancelled ones skipped).
+    pub(crate) fn run(&self, event_loop: &L, timed: bool, report: &mut dyn FnMut(&L, Incident)) -> u64 {
         let mut batch = {
             let mut entries = self.entries.borrow_mut();
             if self.incoming.has_pending() {
@@ -314,9 +310,10 @@ impl<L: 'static> ReadyQueue<L> {
         let _quiet = Quiet::new();
         let mut ran = 0;
         for entry in batch.drain(..) {
-            let outcome = match slow_after {
-                None => catch_quietly(|| entry.run(event_loop)),
-                Some(threshold) => run_timed(&entry, event_loop, threshold, report),
+            let outcome = if timed {
+                run_timed(&entry, event_loop, report)
+            } else {
+                catch_quietly(|| entry.run(event_loop))
             };
             let outcome = outcome.unwrap_or_else(|panic| {
                 report(event_loop, Incident::Panic { origin: Some(entry.origin()), panic });
@@ -409,19 +406,17 @@ impl<L> ReadyQueue<L> {
     }
 }
 
-/// Runs `entry` in debug mode, reporting it if it was slow.
+/// Runs `entry`, reporting how long it took if it ran.
 #[cold]
 fn run_timed<L>(
     entry: &ReadyCallback<L>,
     event_loop: &L,
-    threshold: Duration,
     report: &mut dyn FnMut(&L, Incident),
 ) -> Result<Ran, Panic> {
     let started = Instant::now();
     let outcome = catch_quietly(|| entry.run(event_loop));
-    let took = started.elapsed();
-    if !matches!(outcome, Ok(Ran::Skipped)) && took >= threshold {
-        report(event_loop, Incident::Slow { origin: entry.origin(), took });
+    if !matches!(outcome, Ok(Ran::Skipped)) {
+        report(event_loop, Incident::Ran { origin: entry.origin(), took: started.elapsed() });
     }
     outcome
 }

@@ -48,6 +48,8 @@ enum Slot {
 
 /// The reader and writer of one user fd.
 struct FdHandlers<L> {
+    /// The fd they belong to (for the iteration record).
+    fd: RawFd,
     reader: Option<ReadyCallback<L>>,
     writer: Option<ReadyCallback<L>>,
 }
@@ -77,7 +79,8 @@ pub struct BaseSelectorEventLoop<S> {
     selector: RefCell<Option<S>>,
     /// Written by other threads to wake a blocked `select`; registered.
     waker: Arc<Waker>,
-    /// What the last `select` found ready, for `process_events`; kept for its allocation.
+    /// What the last `select` found ready (each key's slot and events), for
+    /// `process_events`; kept for its allocation.
     events: RefCell<Vec<(Slot, Events)>>,
     /// Handlers of user fds, indexed by `Slot::User`; freed slots are reused.
     handlers: RefCell<Vec<Option<FdHandlers<Self>>>>,
@@ -152,6 +155,14 @@ impl BaseSelectorEventLoop<DefaultSelector<IoHandlers>> {
     pub fn new() -> io::Result<Self> {
         Self::with_selector(DefaultSelector::new()?)
     }
+
+    /// A loop over [`DefaultSelector`] on virtual time (what
+    /// [`TestLoop`](crate::testing::TestLoop) wraps).
+    pub(crate) fn with_virtual_clock() -> io::Result<Self> {
+        let mut event_loop = Self::new()?;
+        event_loop.engine.use_virtual_clock();
+        Ok(event_loop)
+    }
 }
 
 fn next_loop_id() -> u64 {
@@ -169,7 +180,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         let waker = Arc::new(Waker::new()?);
         selector.register(waker.fd(), Events::READ, IoHandlers(Slot::Waker))?;
         let wake_up = Arc::clone(&waker);
-        Ok(BaseSelectorEventLoop {
+        let event_loop = BaseSelectorEventLoop {
             engine: BaseEventLoop::new(move || wake_up.wake()),
             selector: RefCell::new(Some(selector)),
             waker,
@@ -187,7 +198,11 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             read_buffer: RefCell::new(Vec::new()),
             executor: Executor::new(),
             children: Children::new(),
-        })
+        };
+        if let Some(observer) = crate::event_loop::trace::from_environment() {
+            event_loop.set_observer(Some(observer));
+        }
+        Ok(event_loop)
     }
 
     /// The scheduling engine inside this loop.
@@ -202,6 +217,42 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// If the loop is closed.
     pub fn backend(&self) -> io::Result<Backend> {
         Ok(self.selector.borrow().as_ref().ok_or_else(closed_error)?.backend())
+    }
+
+    /// In a child process made by `fork()`, gives the loop kernel state of
+    /// its own (libuv's `uv_loop_fork`): a fresh selector object with the
+    /// same readers and writers, a fresh waker, and a fresh signal pipe.
+    /// The parent and the child share the inherited epoll instance, waker
+    /// and signal pipe, so until then the child's loop refuses to run
+    /// (`run_forever` returns the selector's error), and closing or
+    /// dropping it leaves the parent's state alone: no `EPOLL_CTL_DEL`, and
+    /// the child's signals are not written into the parent's pipe. A no-op
+    /// in the process that made the loop. Timers, queued callbacks and
+    /// tasks carry over as they are.
+    ///
+    /// # Errors
+    ///
+    /// If the loop is closed, or a new kernel object cannot be made (an fd
+    /// that cannot be registered again loses its handlers).
+    pub fn after_fork(&self) -> io::Result<()> {
+        let mut selector = self.selector.borrow_mut();
+        let selector = selector.as_mut().ok_or_else(closed_error)?;
+        // The waker and the signal pipe keep their fd numbers, so their
+        // keys fit the new objects the selector then registers.
+        self.waker.after_fork()?;
+        self.signals.borrow_mut().after_fork()?;
+        selector.after_fork()
+    }
+
+    /// Moves the loop's clock forward by `by`, if it is virtual (a
+    /// [`TestLoop`](crate::testing::TestLoop)'s): the timers due by then run
+    /// on the next iteration.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) on the real clock.
+    pub fn advance(&self, by: Duration) -> io::Result<()> {
+        self.engine.advance(by)
     }
 
     /// How many fds have a reader, a writer or both (the loop's own
@@ -276,7 +327,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         let Some(key) = selector.get_key(fd) else {
             let (reader, writer) =
                 if side == Events::READ { (Some(callback), None) } else { (None, Some(callback)) };
-            let slot = self.store_handlers(FdHandlers { reader, writer });
+            let slot = self.store_handlers(FdHandlers { fd, reader, writer });
             self.user_fds.set(self.user_fds.get() + 1);
             if let Err(err) = selector.register(fd, side, IoHandlers(Slot::User(slot))) {
                 forget_refused(selector, fd);
@@ -302,13 +353,23 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             old.cancel();
             garbage.push(old);
         }
-        if !events.contains(side) {
-            if let Err(err) = selector.modify(fd, events | side, IoHandlers(Slot::User(slot))) {
-                // The selector dropped the key: drop both handlers with it.
-                forget_refused(selector, fd);
-                self.drop_handlers(slot, garbage);
-                return Err(err);
-            }
+        let data = IoHandlers(Slot::User(slot));
+        let changed = if events.contains(side) {
+            // A handler replaced: the fd may have been closed and its number
+            // reused since the key was made, and epoll and kqueue forgot the
+            // closed file, so the key is registered again to watch whatever
+            // the number means now. (Without a syscall, as `modify` with the
+            // same events is, a replaced reader of a reused fd would never
+            // run.) poll and select make no syscall either way.
+            selector.unregister(fd).and_then(|_| selector.register(fd, events, data).map(drop))
+        } else {
+            selector.modify(fd, events | side, data).map(drop)
+        };
+        if let Err(err) = changed {
+            // The selector dropped the key: drop both handlers with it.
+            forget_refused(selector, fd);
+            self.drop_handlers(slot, garbage);
+            return Err(err);
         }
         Ok(())
     }
@@ -379,20 +440,57 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// A `select` of the selector, noting each ready key's slot and events
     /// for `process_events`.
     #[inline(never)]
-    fn select_now(&self, timeout: Option<Duration>) -> io::Result<()> {
+    fn select_now(&self, timeout: Option<Duration>) -> io::Result<usize> {
         let mut selector = self.selector.borrow_mut();
         let selector = selector.as_mut().ok_or_else(closed_error)?;
         self.select_calls.set(self.select_calls.get() + 1);
         let mut events = self.events.borrow_mut();
         let selected = selector.select_each(timeout, &mut |key, ready| events.push((key.data.0, ready)));
         match selected {
-            Ok(count) => self.events_received.set(self.events_received.get() + count as u64),
+            Ok(count) => {
+                self.events_received.set(self.events_received.get() + count as u64);
+                Ok(count)
+            }
             // Our selectors retry EINTR themselves (PEP 475); one of the
             // user's may not. Nothing was reported: an empty iteration.
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(err) => Err(err),
         }
-        Ok(())
+    }
+
+    /// While tracing: notes the ready fds, and why the wait ended.
+    #[cold]
+    fn record_events(&self, events: &[(Slot, Events)]) {
+        let mut record = self.engine.record();
+        let table = self.handlers.borrow();
+        for &(slot, ready) in events {
+            match slot {
+                Slot::Waker => record.wait_end.woken = true,
+                Slot::Signals => record.wait_end.signal = true,
+                Slot::User(slot) => {
+                    record.wait_end.fds_ready = true;
+                    if let Some(handlers) = table.get(slot).and_then(Option::as_ref) {
+                        record.ready.push((handlers.fd, ready));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands a record of every iteration to `observer` (`None`: stop); see
+    /// [`tulip::trace`](crate::trace). `TULIP_TRACE=1` in the environment
+    /// sets one that prints to stderr, for every loop.
+    pub fn set_observer(&self, observer: Option<Box<dyn crate::trace::LoopObserver>>) {
+        self.engine.set_observer(observer);
+    }
+
+    /// Tells `observer` of every system call the loop's selector makes (see
+    /// [`tulip_selectors::transcript`](crate::selectors::transcript)); `None`
+    /// stops it. `TULIP_TRACE=1` sets one that prints to stderr.
+    pub fn set_syscall_observer(&self, observer: Option<Box<dyn crate::selectors::transcript::Observer>>) {
+        if let Some(selector) = self.selector.borrow_mut().as_mut() {
+            selector.set_observer(observer);
+        }
     }
 
     /// `true` when the selector is one of ours and watches nothing but the
@@ -515,7 +613,7 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
 
     /// One `select` of the selector (see `select_now`), unless it can be spared.
     #[inline]
-    fn select(&self, timeout: Option<Duration>) -> io::Result<()> {
+    fn select(&self, timeout: Option<Duration>) -> io::Result<usize> {
         if timeout == Some(Duration::ZERO)
             && !self.engine.ready().is_empty()
             && self.only_the_waker_is_watched()
@@ -524,18 +622,26 @@ impl<S: Selector<IoHandlers> + 'static> PollIo for BaseSelectorEventLoop<S> {
             // (other threads' calls are taken without it): spare the
             // syscall. Without callbacks (a stop pending) the selector is
             // asked, as asyncio asks it.
-            return Ok(());
+            if self.engine.tracing() {
+                self.engine.record().wait_end.spared = true;
+            }
+            return Ok(0);
         }
         self.select_now(timeout)
     }
 
     /// Queues the reader and/or writer of each ready fd; drains the waker;
-    /// runs the signal handlers of the signals that arrived.
-    #[inline]
+    /// runs the signal handlers of the signals that arrived. Always inlined
+    /// into `run_once`: called out of line it cost about 30 instructions
+    /// an iteration more (callgrind, the ping-pong).
+    #[inline(always)]
     fn process_events(&self) {
         let mut events = self.events.borrow_mut();
         if events.is_empty() {
             return;
+        }
+        if self.engine.tracing() {
+            self.record_events(&events);
         }
         let mut signalled = false;
         if let Some(mut queue) = self.engine.ready().open() {
@@ -591,7 +697,7 @@ impl<S: Selector<IoHandlers> + 'static> AbstractEventLoop for BaseSelectorEventL
     }
 
     fn time(&self) -> Instant {
-        Instant::now()
+        self.engine.time()
     }
 
     #[inline]

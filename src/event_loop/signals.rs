@@ -12,15 +12,19 @@ use std::mem;
 use std::os::raw::c_int;
 use std::os::unix::io::{AsRawFd, OwnedFd, RawFd};
 use std::ptr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::selectors::mechanism::{cvt, drain, nonblocking_pipe};
+use crate::selectors::mechanism::{cvt, drain, fork_generation, nonblocking_pipe, replace_fd};
 
 /// The id of the loop that owns signal handling; 0 when none does.
 static OWNER: Mutex<u64> = Mutex::new(0);
 /// The write end of the owner's pipe, for the C handler; -1 when none.
 static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The fork generation of the process whose loop owns the pipe: a child
+/// made by `fork()` inherits the handler and the pipe, and must not write
+/// its signals into its parent's loop (until its loop's `after_fork`).
+static OWNER_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// One past the highest signal number (Python's `signal.NSIG`).
 pub(crate) fn nsig() -> c_int {
@@ -78,7 +82,7 @@ extern "C" fn on_signal(signum: c_int) {
     // SAFETY: errno_location points at this thread's errno.
     let saved = unsafe { *errno };
     let fd = WRITE_FD.load(Ordering::Relaxed);
-    if fd >= 0 {
+    if fd >= 0 && OWNER_GENERATION.load(Ordering::Relaxed) == fork_generation() {
         let byte = signum as u8;
         // SAFETY: write(2) is async-signal-safe; `byte` lives for the call. A
         // full pipe (EAGAIN) already means the loop will wake.
@@ -123,11 +127,25 @@ impl Signals {
             ));
         }
         let (read, write) = nonblocking_pipe()?;
+        OWNER_GENERATION.store(fork_generation(), Ordering::SeqCst);
         WRITE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
         *owner = self.loop_id;
         let read_fd = read.as_raw_fd();
         self.pipe = Some((read, write));
         Ok(Some(read_fd))
+    }
+
+    /// In a child process made by `fork()`: a fresh pipe under the same fd
+    /// numbers (the inherited one is shared with the parent, whose loop
+    /// would read the child's signals), and the C handler writes again.
+    /// A no-op if this loop does not handle signals.
+    pub(crate) fn after_fork(&mut self) -> io::Result<()> {
+        let Some((read, write)) = &self.pipe else { return Ok(()) };
+        let (new_read, new_write) = nonblocking_pipe()?;
+        replace_fd(new_read, read.as_raw_fd())?;
+        replace_fd(new_write, write.as_raw_fd())?;
+        OWNER_GENERATION.store(fork_generation(), Ordering::SeqCst);
+        Ok(())
     }
 
     /// Installs the C handler for `signum`, remembering what was there.

@@ -28,7 +28,7 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
-use crate::coroutines::futures::copy_error;
+use crate::coroutines::errors::copy_error;
 use crate::event_loop::selector_events::Release;
 use crate::event_loop::signals::check_signal_number;
 use crate::event_loop::threadsafe::closed_error;

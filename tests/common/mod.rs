@@ -30,6 +30,7 @@ use tulip::{AbstractEventLoop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHa
 pub trait TestLoop: AbstractEventLoop {
     fn backend(&self) -> Backend;
     fn set_slow_callback_duration(&self, threshold: Duration);
+    fn set_observer(&self, observer: Option<Box<dyn tulip::trace::LoopObserver>>);
 }
 
 impl<S: Selector<IoHandlers> + 'static> TestLoop for BaseSelectorEventLoop<S> {
@@ -38,6 +39,9 @@ impl<S: Selector<IoHandlers> + 'static> TestLoop for BaseSelectorEventLoop<S> {
     }
     fn set_slow_callback_duration(&self, threshold: Duration) {
         BaseSelectorEventLoop::set_slow_callback_duration(self, threshold);
+    }
+    fn set_observer(&self, observer: Option<Box<dyn tulip::trace::LoopObserver>>) {
+        BaseSelectorEventLoop::set_observer(self, observer);
     }
 }
 
