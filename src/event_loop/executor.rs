@@ -31,6 +31,7 @@ use std::thread::{self, JoinHandle};
 
 use crate::event_loop::panics::catch;
 use crate::event_loop::threadsafe::closed_error;
+use crate::selectors::mechanism::fork_generation;
 use crate::selectors::Selector;
 use crate::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers};
 
@@ -74,6 +75,13 @@ struct PoolState {
 }
 
 impl Shared {
+    fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            state: Mutex::new(PoolState { jobs: VecDeque::new(), idle: 0, shut_down: false }),
+            work: Condvar::new(),
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         // A job runs outside the lock and its panics are caught: never poisoned,
         // but never propagate poison either.
@@ -108,7 +116,10 @@ impl Shared {
 /// The loop's pool of worker threads and the futures waiting for them.
 /// Lives on the loop's thread; only [`Shared`] crosses to the workers.
 pub(crate) struct Executor {
-    shared: Arc<Shared>,
+    /// Replaced (and the old one leaked) in a child process after `fork`.
+    shared: RefCell<Arc<Shared>>,
+    /// The fork generation the pool belongs to (see `after_fork`).
+    generation: Cell<u64>,
     workers: RefCell<Vec<JoinHandle<()>>>,
     /// Set by the user, or asyncio's default once first needed (finding
     /// the CPU count reads files: not at every loop's creation).
@@ -121,10 +132,8 @@ pub(crate) struct Executor {
 impl Executor {
     pub(crate) fn new() -> Self {
         Executor {
-            shared: Arc::new(Shared {
-                state: Mutex::new(PoolState { jobs: VecDeque::new(), idle: 0, shut_down: false }),
-                work: Condvar::new(),
-            }),
+            shared: RefCell::new(Shared::new()),
+            generation: Cell::new(fork_generation()),
             workers: RefCell::new(Vec::new()),
             max_workers: Cell::new(None),
             pending: RefCell::new(HashMap::new()),
@@ -135,8 +144,14 @@ impl Executor {
     /// Queues `job`, starting a worker if every one is busy and the pool
     /// may grow.
     fn submit(&self, job: Job) -> io::Result<()> {
+        if self.generation.get() != fork_generation() {
+            return Err(io::Error::other(
+                "this loop's executor was inherited from the parent process by fork(): call after_fork() first",
+            ));
+        }
+        let shared = Arc::clone(&self.shared.borrow());
         let needs_worker = {
-            let mut state = self.shared.lock();
+            let mut state = shared.lock();
             if state.shut_down {
                 return Err(io::Error::other("the loop's executor is shut down"));
             }
@@ -145,20 +160,20 @@ impl Executor {
         };
         let mut workers = self.workers.borrow_mut();
         if needs_worker && workers.len() < self.max_workers() {
-            let shared = Arc::clone(&self.shared);
+            let for_worker = Arc::clone(&shared);
             let name = format!("tulip-executor-{}", workers.len());
-            match thread::Builder::new().name(name).spawn(move || shared.work()) {
+            match thread::Builder::new().name(name).spawn(move || for_worker.work()) {
                 Ok(worker) => workers.push(worker),
                 // The job waits for a worker that exists; with none, it would never run.
                 Err(err) if workers.is_empty() => {
-                    let job = self.shared.lock().jobs.pop_back();
+                    let job = shared.lock().jobs.pop_back();
                     drop(job);
                     return Err(err);
                 }
                 Err(_) => {}
             }
         }
-        self.shared.work.notify_one();
+        shared.work.notify_one();
         Ok(())
     }
 
@@ -178,20 +193,24 @@ impl Executor {
 
     /// Stops taking jobs; the queued ones still run.
     fn stop_accepting(&self) {
-        self.shared.lock().shut_down = true;
-        self.shared.work.notify_all();
+        self.after_fork(); // an inherited pool is not ours to touch
+        let shared = self.shared.borrow();
+        shared.lock().shut_down = true;
+        shared.work.notify_all();
     }
 
     /// What closing the loop does: drops the queued jobs, lets the workers
     /// go (detached: an idle one exits now, a busy one after its job), and
     /// cancels the futures still waiting.
     pub(crate) fn shut_down(&self) {
+        self.after_fork(); // an inherited pool is not ours to touch
+        let shared = Arc::clone(&self.shared.borrow());
         let dropped = {
-            let mut state = self.shared.lock();
+            let mut state = shared.lock();
             state.shut_down = true;
             std::mem::take(&mut state.jobs)
         };
-        self.shared.work.notify_all();
+        shared.work.notify_all();
         drop(dropped);
         self.workers.borrow_mut().clear();
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
@@ -209,6 +228,27 @@ impl Executor {
                 self.max_workers.set(Some(max));
                 max
             }
+        }
+    }
+
+    /// In a child process made by `fork()`: the parent's workers do not
+    /// exist here, and one of them may have held the pool's lock at the
+    /// fork, so the old pool and its thread handles are let go of without
+    /// being touched (leaked: a one-time cost in the child), the futures of
+    /// the parent's jobs are cancelled, and a fresh pool starts empty. A
+    /// no-op in the process that made the loop.
+    pub(crate) fn after_fork(&self) {
+        if self.generation.get() == fork_generation() {
+            return;
+        }
+        let inherited = std::mem::replace(&mut *self.shared.borrow_mut(), Shared::new());
+        std::mem::forget(inherited);
+        // Dropping a handle would detach a thread that is not in this process.
+        std::mem::take(&mut *self.workers.borrow_mut()).into_iter().for_each(std::mem::forget);
+        self.generation.set(fork_generation());
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        for (_, completion) in pending {
+            completion(None);
         }
     }
 

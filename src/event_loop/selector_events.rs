@@ -228,13 +228,18 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// dropping it leaves the parent's state alone: no `EPOLL_CTL_DEL`, and
     /// the child's signals are not written into the parent's pipe. A no-op
     /// in the process that made the loop. Timers, queued callbacks and
-    /// tasks carry over as they are.
+    /// tasks carry over as they are. The executor starts afresh (the
+    /// futures of the parent's jobs are cancelled: its threads are not
+    /// here), and the parent's child processes are forgotten.
     ///
     /// # Errors
     ///
     /// If the loop is closed, or a new kernel object cannot be made (an fd
     /// that cannot be registered again loses its handlers).
     pub fn after_fork(&self) -> io::Result<()> {
+        // The parent's worker threads and children are not this process's.
+        self.executor.after_fork();
+        self.forget_inherited_children();
         let mut selector = self.selector.borrow_mut();
         let selector = selector.as_mut().ok_or_else(closed_error)?;
         // The waker and the signal pipe keep their fd numbers, so their

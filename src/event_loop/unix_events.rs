@@ -44,7 +44,7 @@ use std::process::ExitStatus;
 use std::thread;
 
 use crate::event_loop::threadsafe::closed_error;
-use crate::selectors::mechanism::nonblocking;
+use crate::selectors::mechanism::{fork_generation, nonblocking};
 use crate::selectors::Selector;
 use crate::{AbstractEventLoop, BaseSelectorEventLoop, ExceptionContext, IoHandlers};
 
@@ -201,11 +201,18 @@ pub(crate) struct Children<L> {
     watched: RefCell<HashMap<libc::pid_t, Watched<L>>>,
     /// The `Signal` watcher's `SIGCHLD` handler is installed.
     sigchld: Cell<bool>,
+    /// The fork generation the watched pids are children of.
+    generation: Cell<u64>,
 }
 
 impl<L> Children<L> {
     pub(crate) fn new() -> Self {
-        Children { kind: Cell::new(None), watched: RefCell::new(HashMap::new()), sigchld: Cell::new(false) }
+        Children {
+            kind: Cell::new(None),
+            watched: RefCell::new(HashMap::new()),
+            sigchld: Cell::new(false),
+            generation: Cell::new(fork_generation()),
+        }
     }
 
     fn kind(&self) -> ChildWatcher {
@@ -225,6 +232,10 @@ impl<L> Children<L> {
     pub(crate) fn release(&self) {
         let watched = std::mem::take(&mut *self.watched.borrow_mut());
         self.sigchld.set(false);
+        if self.generation.get() != fork_generation() {
+            // Inherited by fork: the parent's children, not ours to wait for.
+            return;
+        }
         let pids: Vec<libc::pid_t> = watched.keys().copied().collect();
         drop(watched); // the pidfds close; the callbacks go
         if pids.is_empty() {
@@ -382,6 +393,27 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// How many child processes the loop watches now.
     pub fn watched_children(&self) -> usize {
         self.children().watched.borrow().len()
+    }
+
+    /// In a child process made by `fork()`: the parent's children are not
+    /// this process's, so they are forgotten (their pidfds unwatched and
+    /// closed, their callbacks dropped unrun; a `Process` of the parent's
+    /// never completes its `wait` here). A no-op in the process that made
+    /// the loop.
+    pub(crate) fn forget_inherited_children(&self) {
+        let children = self.children();
+        if children.generation.get() == fork_generation() {
+            return;
+        }
+        children.generation.set(fork_generation());
+        let inherited = std::mem::take(&mut *children.watched.borrow_mut());
+        for watched in inherited.values() {
+            if let Some(pidfd) = &watched.pidfd {
+                let _ = self.remove_reader(pidfd.as_raw_fd());
+            }
+        }
+        drop(inherited);
+        self.release_idle_child_watcher();
     }
 
     /// Gets the watcher ready before a child is started, so that watching
