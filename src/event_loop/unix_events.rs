@@ -3,27 +3,13 @@
 //! `waitpid`, and runs the callback given to
 //! [`add_child_handler`](crate::BaseSelectorEventLoop::add_child_handler).
 //!
-//! A child's end reaches its parent in one of two ways, and the loop has a
-//! watcher for each ([`ChildWatcher`]):
-//!
-//! - **`Pidfd`** (Linux 5.3 and newer, the default there): `pidfd_open(2)`
-//!   gives an fd for the child that becomes readable when it exits. The
-//!   selector watches it like any other fd (select, poll and epoll alike),
-//!   so each child is its own event: nothing is shared, nothing can be
-//!   missed, and other code's children are never touched.
-//! - **`Signal`** (every Unix): the kernel sends `SIGCHLD`, through the
-//!   loop's own signal handling (`add_signal_handler`), and the loop asks
-//!   `waitpid(pid, WNOHANG)` of each child it watches. Signals of the same
-//!   number coalesce, so one `SIGCHLD` may stand for many exits: asking
-//!   every watched child is what makes "many children end at once" safe.
-//!   Each pid is also asked once right after it is watched, for a child
-//!   that ended before. The cost: one `waitpid` per watched child per
-//!   signal, and signal handling is process-wide, so one loop at a time.
-//!
-//! A third mechanism is documented, not built: kqueue's `EVFILT_PROC` with
-//! `NOTE_EXIT` (macOS and the BSDs) reports a pid's exit as a kernel event,
-//! as a pidfd does; it would need the selector to register filters other
-//! than read and write, which the `Selector` trait does not offer.
+//! A child's end reaches its parent as an fd that becomes readable (a
+//! pidfd, on Linux) or as a signal (`SIGCHLD`, everywhere): one watcher
+//! each, described at [`ChildWatcher`]. With the signal, the loop asks
+//! `waitpid(pid, WNOHANG)` of every child it watches, since signals of one
+//! number coalesce and one `SIGCHLD` may stand for many exits; each pid is
+//! also asked once right after it is watched, for a child that ended
+//! before.
 //!
 //! No zombie is left behind: every watched child is reaped when it ends,
 //! while the loop runs. When the loop is closed (or dropped) with children
