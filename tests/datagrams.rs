@@ -479,12 +479,12 @@ fn endpoint_errors_say_what_is_wrong(event_loop: DynSelectorEventLoop) {
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
         let err = lp
-            .create_datagram_endpoint(Some(&"no-such-host.tulip-test.invalid:0"), None, recorder(false).1)
+            .create_datagram_endpoint(Some(&"no such host.invalid:0"), None, recorder(false).1)
             .await
             .map(drop)
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
-        assert!(err.to_string().contains("no-such-host.tulip-test.invalid"), "{err}");
+        assert!(err.to_string().contains("no such host.invalid"), "{err}");
         let (by_name, _) =
             lp.create_datagram_endpoint(Some(&"localhost:0"), None, recorder(false).1).await.unwrap();
         assert!(by_name.local_addr().unwrap().as_inet().unwrap().ip().is_loopback());

@@ -144,7 +144,7 @@ fn threads_example_keeps_the_loop_free() {
 #[test]
 fn resolve_example_looks_up_localhost_and_names_what_it_cannot() {
     let output =
-        Example::run("resolve", &["localhost", "127.0.0.1", "no-such-host.tulip-test.invalid"], START_LIMIT);
+        Example::run("resolve", &["localhost", "127.0.0.1", "no such host.invalid"], START_LIMIT);
     assert_eq!(output.status.code(), Some(1), "a name was not found: {}{}", output.stdout, output.stderr);
     let stdout = &output.stdout;
     assert!(
@@ -154,7 +154,7 @@ fn resolve_example_looks_up_localhost_and_names_what_it_cannot() {
     assert!(stdout.contains("127.0.0.1: 127.0.0.1 (a literal: no lookup)"), "{stdout}");
     assert!(
         stdout.contains(
-            "no-such-host.tulip-test.invalid: failed to resolve \"no-such-host.tulip-test.invalid\""
+            "no such host.invalid: failed to resolve \"no such host.invalid\""
         ),
         "{stdout}"
     );
