@@ -143,8 +143,7 @@ fn threads_example_keeps_the_loop_free() {
 
 #[test]
 fn resolve_example_looks_up_localhost_and_names_what_it_cannot() {
-    let output =
-        Example::run("resolve", &["localhost", "127.0.0.1", "no such host.invalid"], START_LIMIT);
+    let output = Example::run("resolve", &["localhost", "127.0.0.1", "no such host.invalid"], START_LIMIT);
     assert_eq!(output.status.code(), Some(1), "a name was not found: {}{}", output.stdout, output.stderr);
     let stdout = &output.stdout;
     assert!(
@@ -152,12 +151,7 @@ fn resolve_example_looks_up_localhost_and_names_what_it_cannot() {
         "{stdout}"
     );
     assert!(stdout.contains("127.0.0.1: 127.0.0.1 (a literal: no lookup)"), "{stdout}");
-    assert!(
-        stdout.contains(
-            "no such host.invalid: failed to resolve \"no such host.invalid\""
-        ),
-        "{stdout}"
-    );
+    assert!(stdout.contains("no such host.invalid: failed to resolve \"no such host.invalid\""), "{stdout}");
     assert!(stdout.ends_with("3 names, 1 not found\n"), "{stdout}");
     // --connect to a port nobody listens on: looked up, then refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
