@@ -7,6 +7,8 @@
 //!   the function behind `errno` (`__errno_location`, `__errno`; else `__error`).
 //! - `tulip_sigrtmax`: real-time signals exist, so `NSIG` is `SIGRTMAX() + 1`.
 //! - `tulip_coarse_clock`: `CLOCK_MONOTONIC_COARSE` exists (Linux, Android).
+//! - `tulip_pidfd`: `pidfd_open(2)` may exist (Linux; the kernel must be 5.3
+//!   or newer, which the child watcher checks at run time).
 //!
 //! `rustc-check-cfg` makes a misspelt alias a compile error.
 
@@ -17,6 +19,7 @@ fn main() {
         "tulip_errno_double_underscore",
         "tulip_sigrtmax",
         "tulip_coarse_clock",
+        "tulip_pidfd",
     ];
     for alias in aliases {
         println!("cargo::rustc-check-cfg=cfg({alias})");
@@ -37,4 +40,5 @@ fn main() {
     enable("tulip_errno_double_underscore", matches!(os, "android" | "netbsd" | "openbsd"));
     enable("tulip_sigrtmax", matches!(os, "linux" | "android"));
     enable("tulip_coarse_clock", matches!(os, "linux" | "android"));
+    enable("tulip_pidfd", os == "linux");
 }

@@ -92,7 +92,7 @@ fn main() -> io::Result<()> {
     let event_loop = tulip::new_event_loop(args.backend)?;
     let finished = Rc::new(Finish { left: Cell::new(args.max_conns), done: event_loop.create_future() });
     let shared = Rc::clone(&finished);
-    let server = event_loop.create_server(([127, 0, 0, 1], args.port).into(), move || Echo {
+    let server = event_loop.create_server(([127, 0, 0, 1], args.port), move || Echo {
         transport: None,
         finished: Rc::clone(&shared),
     })?;

@@ -16,7 +16,14 @@
 //!    ([`sock_recv`](BaseSelectorEventLoop::sock_recv), …); and Tulip's
 //!    [`Transport`]s and [`Protocol`]s
 //!    ([`create_server`](BaseSelectorEventLoop::create_server),
-//!    [`create_connection`](BaseSelectorEventLoop::create_connection)).
+//!    [`create_connection`](BaseSelectorEventLoop::create_connection));
+//!    and the rest of the OS through the loop: datagrams ([`DatagramProtocol`],
+//!    [`create_datagram_endpoint`](BaseSelectorEventLoop::create_datagram_endpoint)),
+//!    blocking work on threads ([`run_in_executor`](BaseSelectorEventLoop::run_in_executor)),
+//!    host names ([`getaddrinfo`](BaseSelectorEventLoop::getaddrinfo), [`ToAddrs`]),
+//!    child processes ([`subprocess_exec`](BaseSelectorEventLoop::subprocess_exec),
+//!    [`Process`]) and pipes
+//!    ([`connect_read_pipe`](BaseSelectorEventLoop::connect_read_pipe)).
 //!    Above them, asyncio's everyday tools: [`Lock`], [`Event`],
 //!    [`Condition`], [`Semaphore`] and [`Queue`]s for tasks, and [`wait`],
 //!    [`as_completed`], [`shield`], [`timeout`] and [`TaskGroup`] to wait
@@ -76,9 +83,17 @@ pub use event_loop::selector_events::{
     new_event_loop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, SelectorEventLoop,
 };
 pub use event_loop::trace;
+pub use event_loop::unix_events::ChildWatcher;
+pub use net::datagrams::{
+    DatagramEndpointSocket, DatagramProtocol, DatagramSocket, DatagramTransport, SockRecvfrom, SockSendto,
+};
+pub use net::names::{Addrs, GetAddrInfo, ToAddrs};
 pub use net::protocols::Protocol;
 pub use net::sockets::{Listener, SockAccept, SockConnect, SockRecv, SockSendall};
 pub use net::streams::{IncompleteRead, LimitOverrun, StreamReader, StreamWriter, DEFAULT_LIMIT};
+pub use net::subprocess::{
+    Drain, PipeRead, PipeReader, PipeWriter, Process, ProcessWait, ReadToEnd, WaitClosed,
+};
 pub use net::transports::{Server, SocketAddress, Transport};
 
 /// Compiles and runs every Rust block of README.md as a doctest, so the

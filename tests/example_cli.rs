@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every example of the crate (a new one must be added here, and answer `--help`).
-const EXAMPLES: [&str; 10] = [
+const EXAMPLES: [&str; 14] = [
     "compare_backends",
     "echo_async",
     "echo_callbacks",
@@ -23,9 +23,13 @@ const EXAMPLES: [&str; 10] = [
     "echo_protocol",
     "echo_streams",
     "producer_consumer",
+    "resolve",
     "seed_server",
+    "subprocess",
+    "threads",
     "timers",
     "tour",
+    "udp_echo",
 ];
 
 /// The built example `name`: next to this test binary's directory.

@@ -369,7 +369,7 @@ fn guidance_shapes_on_selector_event_loop() -> io::Result<()> {
     assert_eq!(lp.run_until_complete(task)???, 5);
 
     // Transports: create_server(addr, factory) -> Server; create_connection awaited.
-    let server: Server = lp.create_server("127.0.0.1:0".parse().unwrap(), || Quiet)?;
+    let server: Server = lp.create_server("127.0.0.1:0", || Quiet)?;
     let addr = server.local_addr()?.as_inet().expect("an inet address");
     let (transport, _protocol) = lp.run_until_complete(lp.create_connection(addr, || Quiet))??;
     let transport: Transport = transport;
@@ -1108,7 +1108,7 @@ fn server_close_keeps_open_connections<S: Sel>(lp: Lp<S>) {
     let server_logs: Rc<RefCell<Vec<Log>>> = Rc::default();
     let made = Rc::clone(&server_logs);
     let server = lp
-        .create_server("127.0.0.1:0".parse().unwrap(), move || {
+        .create_server("127.0.0.1:0", move || {
             let log = Rc::new(RefCell::new(RecLog { echo: true, ..RecLog::default() }));
             made.borrow_mut().push(Rc::clone(&log));
             Rec(log)

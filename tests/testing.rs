@@ -135,7 +135,7 @@ fn a_protocol_idle_timeout_is_tested_without_waiting() {
     let (c, l) = (Rc::clone(&closed_at), Rc::clone(&lp));
     let idle = Duration::from_secs(300);
     let server = lp
-        .create_server(([127, 0, 0, 1], 0).into(), move || IdleTimeout {
+        .create_server(([127, 0, 0, 1], 0), move || IdleTimeout {
             idle,
             transport: None,
             timer: None,

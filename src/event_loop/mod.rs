@@ -1,6 +1,7 @@
 //! Layer 2, the event loop.
 pub(crate) mod base_events;
 pub(crate) mod events;
+pub(crate) mod executor;
 pub(crate) mod panics;
 pub(crate) mod ready;
 pub(crate) mod selector_events;
@@ -8,3 +9,4 @@ pub(crate) mod signals;
 pub(crate) mod threadsafe;
 pub(crate) mod timers;
 pub mod trace;
+pub(crate) mod unix_events;

@@ -22,9 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event_loop::base_events::{BaseEventLoop, PollIo};
+use crate::event_loop::executor::Executor;
 use crate::event_loop::ready::{ReadyCallback, Repeating};
 use crate::event_loop::signals::{check_catchable, check_signal_number, Signals};
 use crate::event_loop::threadsafe::closed_error;
+use crate::event_loop::unix_events::Children;
 use crate::selectors::{Backend, DefaultSelector, Events, Selector, Waker};
 use crate::{AbstractEventLoop, ExceptionContext, Handle, LoopHandle, LoopStats, TimerHandle};
 
@@ -101,6 +103,10 @@ pub struct BaseSelectorEventLoop<S> {
     /// The buffer the loop's transports read into: reads never overlap.
     /// Empty until the first read.
     read_buffer: RefCell<Vec<u8>>,
+    /// The worker threads of `run_in_executor`, started when first needed.
+    executor: Executor,
+    /// The child processes watched (`add_child_handler`).
+    children: Children<Self>,
 }
 
 /// What holds OS resources on behalf of a loop (a transport's socket, a
@@ -190,6 +196,8 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             io_waits: RefCell::new(HashSet::new()),
             resources: RefCell::new(Vec::new()),
             read_buffer: RefCell::new(Vec::new()),
+            executor: Executor::new(),
+            children: Children::new(),
         };
         if let Some(observer) = crate::event_loop::trace::from_environment() {
             event_loop.set_observer(Some(observer));
@@ -220,13 +228,18 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// dropping it leaves the parent's state alone: no `EPOLL_CTL_DEL`, and
     /// the child's signals are not written into the parent's pipe. A no-op
     /// in the process that made the loop. Timers, queued callbacks and
-    /// tasks carry over as they are.
+    /// tasks carry over as they are. The executor starts afresh (the
+    /// futures of the parent's jobs are cancelled: its threads are not
+    /// here), and the parent's child processes are forgotten.
     ///
     /// # Errors
     ///
     /// If the loop is closed, or a new kernel object cannot be made (an fd
     /// that cannot be registered again loses its handlers).
     pub fn after_fork(&self) -> io::Result<()> {
+        // The parent's worker threads and children are not this process's.
+        self.executor.after_fork();
+        self.forget_inherited_children();
         let mut selector = self.selector.borrow_mut();
         let selector = selector.as_mut().ok_or_else(closed_error)?;
         // The waker and the signal pipe keep their fd numbers, so their
@@ -529,6 +542,18 @@ impl<S> BaseSelectorEventLoop<S> {
             callback.cancel();
             drop(callback);
         }
+        self.executor.shut_down();
+        self.children.release();
+    }
+
+    /// The loop's worker threads (`run_in_executor`).
+    pub(crate) fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// The loop's watched child processes (`add_child_handler`).
+    pub(crate) fn children(&self) -> &Children<Self> {
+        &self.children
     }
 
     /// Keeps `resource` to [`release`](Release::release) when the loop closes.

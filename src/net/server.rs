@@ -6,7 +6,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::event_loop::ready::ReadyQueue;
 use crate::event_loop::selector_events::Release;
+use crate::net::names::{all_failed, resolve_blocking};
 use crate::net::socket_transport::{not_connected, SharedProtocol, SocketTransport, Stream};
 use crate::net::sockets::accept_one;
 use crate::net::transports::ServerImpl;
@@ -193,24 +194,41 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// }
     ///
     /// let event_loop = SelectorEventLoop::new()?;
-    /// let server = event_loop.create_server("127.0.0.1:8888".parse().unwrap(), || Echo(None))?;
+    /// let server = event_loop.create_server("127.0.0.1:8888", || Echo(None))?;
     /// println!("serving on {}", server.local_addr()?);
     /// tulip::AbstractEventLoop::run_forever(&event_loop)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///
+    /// `addr` is a `SocketAddr` or anything else [`ToAddrs`](crate::ToAddrs).
+    /// A host name (`"localhost:8080"`) is looked up before this returns, on
+    /// the calling thread (a server is made once, at start-up; look it up
+    /// with [`getaddrinfo`](Self::getaddrinfo) first to keep the loop free),
+    /// and its addresses are tried in turn: the server listens on the first
+    /// that binds. (asyncio listens on all of them, with a socket each.)
+    ///
     /// # Errors
     ///
-    /// If binding fails (e.g. [`AddrInUse`](io::ErrorKind::AddrInUse)) or the
+    /// If binding fails (e.g. [`AddrInUse`](io::ErrorKind::AddrInUse); for
+    /// several addresses, an error listing each one's failure), the name is
+    /// not found ([`NotFound`](io::ErrorKind::NotFound), naming it), or the
     /// loop cannot watch the socket (closed loop).
     pub fn create_server<P: Protocol>(
         &self,
-        addr: SocketAddr,
+        addr: impl crate::ToAddrs,
         factory: impl Fn() -> P + 'static,
     ) -> io::Result<Server> {
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        self.serve(Listening::Tcp(listener), factory)
+        let mut failures = Vec::new();
+        for addr in resolve_blocking(&addr)? {
+            match TcpListener::bind(addr) {
+                Ok(listener) => {
+                    listener.set_nonblocking(true)?;
+                    return self.serve(Listening::Tcp(listener), factory);
+                }
+                Err(err) => failures.push((addr, err)),
+            }
+        }
+        Err(all_failed("cannot listen", failures))
     }
 
     /// [`create_server`](Self::create_server) on a Unix-domain socket at

@@ -13,7 +13,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
@@ -769,16 +769,24 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// [`Transport`] for it; resolves once the protocol's `connection_made`
     /// ran. The protocol comes back shared, as the transport holds it too.
     ///
+    /// `addr` is a `SocketAddr` or anything else [`ToAddrs`](crate::ToAddrs):
+    /// `"localhost:8080"` is looked up with [`getaddrinfo`](Self::getaddrinfo)
+    /// (on a worker thread) and each address tried in turn, in the
+    /// resolver's order, until one connects (asyncio without Happy Eyeballs).
+    ///
     /// # Errors
     ///
     /// Those of [`sock_connect`](Self::sock_connect), e.g.
-    /// [`ConnectionRefused`](io::ErrorKind::ConnectionRefused).
+    /// [`ConnectionRefused`](io::ErrorKind::ConnectionRefused), and of
+    /// [`getaddrinfo`](Self::getaddrinfo) ([`NotFound`](io::ErrorKind::NotFound)
+    /// naming the host). When several addresses were tried, the error lists
+    /// each one's failure, with their kind if they share one.
     pub async fn create_connection<P: Protocol>(
         &self,
-        addr: SocketAddr,
+        addr: impl crate::ToAddrs,
         factory: impl FnOnce() -> P,
     ) -> io::Result<(Transport, Rc<RefCell<P>>)> {
-        let stream = self.sock_connect(addr).await?;
+        let stream = self.connect_any(&addr).await?;
         self.connected_transport(Stream::Tcp(stream), factory).await
     }
 
@@ -858,7 +866,7 @@ mod tests {
         let done = lp.create_future::<()>();
         let (l, d) = (Rc::clone(&lost), done.clone());
         let server = lp
-            .create_server(([127, 0, 0, 1], 0).into(), move || Bomb { lost: Rc::clone(&l), done: d.clone() })
+            .create_server(([127, 0, 0, 1], 0), move || Bomb { lost: Rc::clone(&l), done: d.clone() })
             .unwrap();
         let addr = server.local_addr().unwrap().as_inet().unwrap();
         let mut client = TcpStream::connect(addr).unwrap();

@@ -35,7 +35,7 @@ const UNIX_CONNECT_RETRY: Duration = Duration::from_millis(1);
 
 /// A reader or writer registered while an operation waits, and removed when
 /// it completes or is dropped.
-struct Waiter<'a, S: Selector<IoHandlers> + 'static> {
+pub(crate) struct Waiter<'a, S: Selector<IoHandlers> + 'static> {
     event_loop: &'a BaseSelectorEventLoop<S>,
     fd: RawFd,
     write: bool,
@@ -44,12 +44,12 @@ struct Waiter<'a, S: Selector<IoHandlers> + 'static> {
 }
 
 impl<'a, S: Selector<IoHandlers> + 'static> Waiter<'a, S> {
-    fn new(event_loop: &'a BaseSelectorEventLoop<S>, fd: RawFd, write: bool) -> Self {
+    pub(crate) fn new(event_loop: &'a BaseSelectorEventLoop<S>, fd: RawFd, write: bool) -> Self {
         Waiter { event_loop, fd, write, waker: None }
     }
 
     /// Makes sure the task of `cx` is woken when the fd is ready.
-    fn wait(&mut self, cx: &Context<'_>) -> io::Result<()> {
+    pub(crate) fn wait(&mut self, cx: &Context<'_>) -> io::Result<()> {
         if let Some(slot) = &self.waker {
             let mut slot = slot.borrow_mut();
             if !slot.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
@@ -106,7 +106,7 @@ impl<S: Selector<IoHandlers> + 'static> Drop for Waiter<'_, S> {
 
 /// Polls an operation's `attempt` (`Ok(None)`: it waits), removing the
 /// reader or writer once it is done either way.
-fn finish<T, S: Selector<IoHandlers> + 'static>(
+pub(crate) fn finish<T, S: Selector<IoHandlers> + 'static>(
     waiter: &mut Waiter<'_, S>,
     attempt: io::Result<Option<T>>,
 ) -> Poll<io::Result<T>> {
