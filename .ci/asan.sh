@@ -3,8 +3,8 @@
 # leaks at exit with LeakSanitizer). Needs nightly and rust-src for
 # -Zbuild-std (installed here if missing); builds in target/asan.
 #
-# Left out: the examples' suites (they start `cargo run`, which would build
-# every example again without the sanitizer) and the benches.
+# Left out: the examples' suites (they run the example binaries, built
+# again for them without the sanitizer), the README check and the benches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +19,11 @@ asan_test() {
     cargo +nightly test -Zbuild-std --no-fail-fast --target "$target" --target-dir target/asan "$@"
 }
 asan_test -p tulip-selectors --lib --tests
-asan_test -p tulip --lib \
-    --test event_loop --test io --test drop --test fork --test signals --test threadsafe \
-    --test futures --test timing --test testing --test trace --test sockets --test transports \
-    --test locks --test queues --test taskgroups --test timeouts --test waiting \
-    --test asyncio_port --test layer3_port --test with_selector
+# Every suite in tests/ but those that run the examples.
+examples_suites=" echo_examples example_cli examples os_examples seed_server readme "
+suites=()
+for file in tests/*.rs; do
+    name=$(basename "$file" .rs)
+    [[ $examples_suites == *" $name "* ]] || suites+=(--test "$name")
+done
+asan_test -p tulip --lib "${suites[@]}"
