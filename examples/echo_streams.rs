@@ -82,7 +82,7 @@ fn main() -> io::Result<()> {
     tulip::run_on(args.backend, |event_loop| async move {
         let finished = Rc::new(Finish { left: Cell::new(args.max_conns), done: event_loop.create_future() });
         let counter = Rc::clone(&finished);
-        let server = event_loop.start_server(([127, 0, 0, 1], args.port).into(), move |reader, writer| {
+        let server = event_loop.start_server(([127, 0, 0, 1], args.port), move |reader, writer| {
             let counter = Rc::clone(&counter);
             async move {
                 let echoed = echo(reader, writer).await;

@@ -99,8 +99,7 @@ fn the_loop_is_closed_afterwards(backend: Backend) {
     let kept: Rc<RefCell<Option<Rc<tulip::DynSelectorEventLoop>>>> = Rc::default();
     let k = Rc::clone(&kept);
     tulip::run_on(backend, move |event_loop| async move {
-        let server =
-            event_loop.start_server("127.0.0.1:0".parse().unwrap(), |_, _| async { Ok(()) }).unwrap();
+        let server = event_loop.start_server("127.0.0.1:0", |_, _| async { Ok(()) }).unwrap();
         assert!(server.is_serving());
         *k.borrow_mut() = Some(event_loop);
     })
@@ -173,12 +172,11 @@ fn stopping_the_loop_first_is_an_error(backend: Backend) {
 /// under `tulip::run`.
 fn a_streams_program(backend: Backend) {
     let reply = tulip::run_on(backend, |event_loop| async move {
-        let server =
-            event_loop.start_server("127.0.0.1:0".parse().unwrap(), |mut reader, writer| async move {
-                let line = reader.readline().await?;
-                writer.write(&line.to_ascii_uppercase())?;
-                writer.drain().await
-            })?;
+        let server = event_loop.start_server("127.0.0.1:0", |mut reader, writer| async move {
+            let line = reader.readline().await?;
+            writer.write(&line.to_ascii_uppercase())?;
+            writer.drain().await
+        })?;
         let addr = server.local_addr()?.as_inet().unwrap();
         let (mut reader, writer) = event_loop.open_connection(addr).await?;
         writer.write(b"hello\n")?;

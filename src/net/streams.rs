@@ -28,7 +28,6 @@ use std::error::Error;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
-use std::net::SocketAddr;
 use std::panic::Location;
 use std::path::Path;
 use std::rc::Rc;
@@ -477,7 +476,7 @@ impl Protocol for StreamProtocol {
 /// ```
 /// // A tiny HTTP-like server, and a client reading its answer three ways.
 /// let (status, headers, body) = tulip::run(|event_loop| async move {
-///     let server = event_loop.start_server("127.0.0.1:0".parse().unwrap(), |mut reader, writer| async move {
+///     let server = event_loop.start_server("127.0.0.1:0", |mut reader, writer| async move {
 ///         reader.readuntil(b"\r\n\r\n").await?;
 ///         writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello")?;
 ///         writer.close();
@@ -780,7 +779,7 @@ impl fmt::Debug for StreamReader {
 /// }
 ///
 /// let echoed = tulip::run(|event_loop| async move {
-///     let server = event_loop.start_server("127.0.0.1:0".parse().unwrap(), echo)?;
+///     let server = event_loop.start_server("127.0.0.1:0", echo)?;
 ///     let (mut reader, writer) = event_loop.open_connection(server.local_addr()?.as_inet().unwrap()).await?;
 ///     writer.writelines([&b"one\n"[..], b"two\n"])?;
 ///     writer.write_eof()?; // our side is done; theirs stays open until they close it
@@ -969,7 +968,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     ///
     /// let event_loop = tulip::new_event_loop(Backend::default())?;
     /// let reply = event_loop.run_until_complete(async {
-    ///     let (mut reader, writer) = event_loop.open_connection("127.0.0.1:8888".parse().unwrap()).await?;
+    ///     let (mut reader, writer) = event_loop.open_connection("127.0.0.1:8888").await?;
     ///     writer.write(b"hello\n")?;
     ///     writer.drain().await?;
     ///     reader.readline().await
@@ -982,7 +981,10 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     ///
     /// Those of [`create_connection`](Self::create_connection), e.g.
     /// [`ConnectionRefused`](io::ErrorKind::ConnectionRefused).
-    pub async fn open_connection(&self, addr: SocketAddr) -> io::Result<(StreamReader, StreamWriter)> {
+    pub async fn open_connection(
+        &self,
+        addr: impl crate::ToAddrs,
+    ) -> io::Result<(StreamReader, StreamWriter)> {
         let shared = Shared::new();
         let protocol = StreamProtocol { shared: Rc::clone(&shared), on_connect: None };
         let (transport, _) = self.create_connection(addr, move || protocol).await?;
@@ -1020,7 +1022,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// use tulip::{AbstractEventLoop, SelectorEventLoop};
     ///
     /// let event_loop = SelectorEventLoop::new()?;
-    /// let server = event_loop.start_server("127.0.0.1:8888".parse().unwrap(), |mut reader, writer| async move {
+    /// let server = event_loop.start_server("127.0.0.1:8888", |mut reader, writer| async move {
     ///     let name = reader.readline().await?;
     ///     writer.write(b"hello, ")?;
     ///     writer.write(&name)?;
@@ -1036,7 +1038,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     /// Those of [`create_server`](Self::create_server), e.g.
     /// [`AddrInUse`](io::ErrorKind::AddrInUse).
     #[track_caller]
-    pub fn start_server<H, F>(&self, addr: SocketAddr, handler: H) -> io::Result<Server>
+    pub fn start_server<H, F>(&self, addr: impl crate::ToAddrs, handler: H) -> io::Result<Server>
     where
         H: Fn(StreamReader, StreamWriter) -> F + 'static,
         F: Future<Output = io::Result<()>> + 'static,
