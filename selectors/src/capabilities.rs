@@ -73,6 +73,26 @@ impl fmt::Display for ClosedFd {
     }
 }
 
+/// What `register` does with a regular file (a file on disk), which is
+/// always ready as far as the kernel is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegularFile {
+    /// Accepted and reported ready at once (`select`, `poll`; `kqueue`
+    /// reports `READ` while there is data past the file offset).
+    Ready,
+    /// Refused with `EPERM`, and no key kept (`epoll`).
+    Refused,
+}
+
+impl fmt::Display for RegularFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RegularFile::Ready => "always ready",
+            RegularFile::Refused => "refused (EPERM)",
+        })
+    }
+}
+
 /// What the kernel keeps a registration by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Watches {
@@ -129,6 +149,8 @@ pub struct Capabilities {
     pub closed_fd: ClosedFd,
     /// What the kernel keeps a registration by.
     pub watches: Watches,
+    /// What `register` does with a regular file.
+    pub regular_file: RegularFile,
     /// Level-triggered: an fd that stays ready is reported at every
     /// `select` (all the backends here are; edge-triggered modes are not
     /// offered).
@@ -150,6 +172,7 @@ impl Backend {
                 fd_limit: FdLimit::Below(libc::FD_SETSIZE as u32),
                 closed_fd: ClosedFd::SelectFails,
                 watches: Watches::FdNumber,
+                regular_file: RegularFile::Ready,
                 level_triggered: true,
             },
             Backend::Poll => Capabilities {
@@ -163,6 +186,7 @@ impl Backend {
                 fd_limit: FdLimit::OpenFiles,
                 closed_fd: ClosedFd::ReportedReady,
                 watches: Watches::FdNumber,
+                regular_file: RegularFile::Ready,
                 level_triggered: true,
             },
             Backend::Epoll => Capabilities {
@@ -176,6 +200,7 @@ impl Backend {
                 fd_limit: FdLimit::OpenFiles,
                 closed_fd: ClosedFd::Forgotten,
                 watches: Watches::OpenFile,
+                regular_file: RegularFile::Refused,
                 level_triggered: true,
             },
             Backend::Kqueue => Capabilities {
@@ -189,6 +214,7 @@ impl Backend {
                 fd_limit: FdLimit::OpenFiles,
                 closed_fd: ClosedFd::Forgotten,
                 watches: Watches::OpenFile,
+                regular_file: RegularFile::Ready,
                 level_triggered: true,
             },
         }
@@ -200,7 +226,7 @@ impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {}, select {}, register {}, timeouts to {:?}, {}, closed fd {}, watches {}",
+            "{}: {}, select {}, register {}, timeouts to {:?}, {}, closed fd {}, watches {}, regular files {}",
             self.backend,
             self.syscalls.join("/"),
             self.select_cost,
@@ -209,6 +235,7 @@ impl fmt::Display for Capabilities {
             self.fd_limit,
             self.closed_fd,
             self.watches,
+            self.regular_file,
         )
     }
 }

@@ -2,6 +2,8 @@
 //! `EpollSelector`, `DefaultSelector`), used directly rather than through
 //! `Backend::open`: a generic walk through the API, `close`, the kernel
 //! handle's flags and lifetime, and boxing a concrete type as `dyn Selector`.
+//! (The contract's rules, `select_each` and the I/O-safe forms among them,
+//! run on the concrete types in `conformance.rs`.)
 
 #![warn(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
 
@@ -64,45 +66,6 @@ fn boxed_concrete_selectors_are_dyn_selectors() {
     }
     // A Box of a concrete type is itself a selector of that type.
     walk_through(Box::new(PollSelector::<String>::new().unwrap()), Backend::Poll);
-}
-
-/// `select_each` hands over what `select` returns: the same fds, events
-/// and data, in the same order, and their number, whether called on a
-/// backend's own type or through a `Box<dyn Selector>` (which forwards it).
-fn select_each_matches_select<S: Selector<String>>(mut sel: S) {
-    let pairs: Vec<_> = (0..4).map(|_| pair()).collect();
-    for (i, (a, b)) in pairs.iter().enumerate() {
-        sel.register(fd(a), Events::READ | Events::WRITE, format!("a{i}")).unwrap();
-        sel.register(fd(b), Events::READ, format!("b{i}")).unwrap();
-    }
-    (&pairs[1].0).write_all(b"x").unwrap();
-    (&pairs[3].1).write_all(b"y").unwrap();
-    let expected = ready(&mut sel, Some(BOUND));
-    let mut seen = Vec::new();
-    let count = sel
-        .select_each(Some(BOUND), &mut |key, events| seen.push((key.fd, events, key.data.clone())))
-        .expect("select_each");
-    assert_eq!(count, seen.len());
-    assert_eq!(seen, expected);
-    assert_eq!(seen.len(), 5, "four writable a's, one readable b: {seen:?}");
-    let mut calls = 0;
-    for (a, b) in &pairs {
-        sel.unregister(fd(a)).unwrap();
-        sel.unregister(fd(b)).unwrap();
-    }
-    let count = sel.select_each(Some(Duration::ZERO), &mut |_, _| calls += 1).expect("select_each");
-    assert_eq!((count, calls), (0, 0));
-}
-
-#[test]
-fn select_each_matches_select_for_every_selector() {
-    let _shared = shared();
-    select_each_matches_select(SelectSelector::<String>::new().unwrap());
-    select_each_matches_select(PollSelector::<String>::new().unwrap());
-    select_each_matches_select(DefaultSelector::<String>::new().unwrap());
-    for backend in Backend::available() {
-        select_each_matches_select(backend.open::<String>().unwrap());
-    }
 }
 
 /// Selectors can move to another thread (an event loop may be built on one
@@ -204,22 +167,4 @@ fn debug_output_names_the_backend() {
     assert!(text.contains("Poll"), "{text}");
     let text = format!("{:?}", DefaultSelector::<String>::new().unwrap());
     assert!(text.to_lowercase().contains(&Backend::default().to_string()), "{text}");
-}
-
-/// The I/O-safe forms take a borrowed fd and act as the `RawFd` forms do.
-#[test]
-fn the_io_safe_forms_register_modify_and_unregister_a_borrowed_fd() {
-    use std::os::unix::io::{AsFd, AsRawFd};
-    for backend in Backend::available() {
-        let mut sel = backend.open::<String>().unwrap();
-        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-        assert_eq!(sel.register_fd(b.as_fd(), Events::WRITE, "b".into()).unwrap().fd, b.as_raw_fd());
-        sel.modify_fd(b.as_fd(), Events::READ, "b read".into()).unwrap();
-        std::io::Write::write_all(&mut a, b"x").unwrap();
-        let ready: Vec<_> =
-            sel.select(Some(BOUND)).unwrap().map(|(key, events)| (key.data.clone(), events)).collect();
-        assert_eq!(ready, [("b read".to_string(), Events::READ)], "{backend}");
-        assert_eq!(sel.unregister_fd(b.as_fd()).unwrap().data, "b read");
-        assert!(sel.is_empty());
-    }
 }
