@@ -8,6 +8,11 @@
 //! - `tulip_sigrtmax`: real-time signals exist, so `NSIG` is `SIGRTMAX() + 1`.
 //! - `tulip_coarse_clock`: `CLOCK_MONOTONIC_COARSE` exists (Linux, Android).
 //!
+//! - `tulip_epoll` / `tulip_kqueue`: the epoll or kqueue backend is built
+//!   (what the integration tests instantiate per backend). Not decided
+//!   here: `tulip-selectors` decides, and its build script hands its
+//!   aliases over as `links` metadata (`DEP_TULIP_SELECTORS_CFG`).
+//!
 //! `rustc-check-cfg` makes a misspelt alias a compile error.
 
 fn main() {
@@ -17,11 +22,19 @@ fn main() {
         "tulip_errno_double_underscore",
         "tulip_sigrtmax",
         "tulip_coarse_clock",
+        "tulip_epoll",
+        "tulip_kqueue",
     ];
     for alias in aliases {
         println!("cargo::rustc-check-cfg=cfg({alias})");
     }
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=DEP_TULIP_SELECTORS_CFG");
+    let selectors = std::env::var("DEP_TULIP_SELECTORS_CFG")
+        .expect("tulip-selectors' build script hands over its cfg aliases (links metadata)");
+    for alias in selectors.split(',').filter(|alias| matches!(*alias, "tulip_epoll" | "tulip_kqueue")) {
+        println!("cargo::rustc-cfg={alias}");
+    }
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let os = os.as_str();
     let enable = |alias: &str, on: bool| {

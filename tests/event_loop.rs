@@ -6,11 +6,12 @@
 mod common;
 
 use std::cell::{Cell, RefCell};
+use std::io;
 use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{assert_panics_with, run_bounded, TestLoop, Watchdog, LIMIT};
+use common::{assert_fails, assert_panics_with, run_bounded, TestLoop, Watchdog, LIMIT};
 use tulip::{AbstractEventLoop, ExceptionContext};
 
 /// Generous slack for "not too late": the machine may be busy.
@@ -447,7 +448,7 @@ fn run_forever_is_not_reentrant<L: TestLoop>(lp: L) {
     run_bounded(&lp, LIMIT);
     assert!(!lp.is_running());
     let outcome = outcome.borrow_mut().take().expect("the callback ran");
-    assert!(outcome.is_err(), "nested run_forever must fail");
+    assert_fails(outcome, io::ErrorKind::Other, "already running");
     // The failed nested call did not disturb the loop: it still runs.
     lp.call_soon(|lp| lp.stop());
     run_bounded(&lp, LIMIT);
@@ -462,13 +463,18 @@ fn close_while_running_fails<L: TestLoop>(lp: L) {
         lp.stop();
     });
     run_bounded(&lp, LIMIT);
-    assert!(outcome.borrow_mut().take().unwrap().is_err());
+    assert_fails(
+        outcome.borrow_mut().take().unwrap(),
+        io::ErrorKind::Other,
+        "cannot close a running event loop",
+    );
     assert!(!lp.is_closed());
     lp.close().unwrap();
     assert!(lp.is_closed());
     lp.close().unwrap(); // idempotent
     assert!(lp.is_closed());
-    assert!(lp.run_forever().is_err(), "a closed loop does not run");
+    // A closed loop does not run.
+    assert_fails(lp.run_forever(), io::ErrorKind::Other, "event loop is closed");
 }
 
 fn close_drops_what_is_scheduled<L: TestLoop>(lp: L) {
@@ -512,15 +518,16 @@ fn io_and_handles_on_a_closed_loop_fail_quietly<L: TestLoop>(lp: L) {
     let fd = common::fd(&b);
     lp.add_reader(fd, |_| {}).unwrap();
     lp.close().unwrap();
-    assert!(lp.add_reader(fd, |_| {}).is_err());
-    assert!(lp.add_writer(fd, |_| {}).is_err());
-    assert!(lp.add_signal_handler(libc::SIGUSR2, |_| {}).is_err());
+    assert_fails(lp.add_reader(fd, |_| {}), io::ErrorKind::Other, "event loop is closed");
+    assert_fails(lp.add_writer(fd, |_| {}), io::ErrorKind::Other, "event loop is closed");
+    assert_fails(lp.add_signal_handler(libc::SIGUSR2, |_| {}), io::ErrorKind::Other, "event loop is closed");
     assert!(!lp.remove_reader(fd).unwrap());
     assert!(!lp.remove_writer(fd).unwrap());
     assert!(!lp.remove_signal_handler(libc::SIGUSR2).unwrap());
-    assert!(handle.call_soon_threadsafe(|_| {}).is_err());
-    assert!(handle.stop().is_err());
-    assert!(lp.handle().stop().is_err(), "a handle taken after close fails too");
+    assert_fails(handle.call_soon_threadsafe(|_| {}), io::ErrorKind::Other, "event loop is closed");
+    assert_fails(handle.stop(), io::ErrorKind::Other, "event loop is closed");
+    // A handle taken after close fails too.
+    assert_fails(lp.handle().stop(), io::ErrorKind::Other, "event loop is closed");
     // The counters are still readable.
     let _ = lp.stats();
 }
@@ -614,12 +621,28 @@ fn debug_mode_reports_slow_callbacks<L: TestLoop>(lp: L) {
     assert!(!slow[0].message.is_empty());
 }
 
+/// The handler gets `&L` and may call back into the loop: here it
+/// schedules a callback and stops the loop. The stop ends the run (what
+/// is queued behind it waits for the next one), and the callback the
+/// handler scheduled runs then.
 fn the_exception_handler_may_use_the_loop<L: TestLoop>(lp: L) {
-    lp.set_exception_handler(Some(Box::new(|lp: &L, _| lp.stop())));
+    let log = log();
+    let handled: Rc<RefCell<Vec<Option<String>>>> = Rc::default();
+    let (seen, scheduled) = (Rc::clone(&handled), Rc::clone(&log));
+    lp.set_exception_handler(Some(Box::new(move |lp: &L, context: &ExceptionContext| {
+        seen.borrow_mut().push(context.panic.clone());
+        lp.call_soon(push(&scheduled, "scheduled by the handler"));
+        lp.stop();
+    })));
     lp.call_soon(|_| panic!("stop the loop through the handler"));
     let watchdog = Watchdog::new(&lp, LIMIT);
     lp.run_forever().unwrap();
     watchdog.disarm();
+    assert_eq!(*handled.borrow(), [Some("stop the loop through the handler".to_owned())]);
+    assert!(log.borrow().is_empty(), "the stop came first: {:?}", log.borrow());
+    lp.call_soon(|lp| lp.stop());
+    run_bounded(&lp, LIMIT);
+    assert_eq!(*log.borrow(), ["scheduled by the handler"]);
 }
 
 // ---------------------------------------------------------------- stats
