@@ -198,7 +198,7 @@ impl fmt::Display for Divergence {
 /// Applies `operations` operations made from `seed` to every candidate and
 /// to the model, side by side.
 ///
-/// Takes the kit's fd locks ([`shared`](super::support::shared) and
+/// Takes the kit's fd locks ([`shared`] and
 /// [`high_fds`]): its sockets sit at fixed numbers from
 /// [`HIGH_BASE`] (and one above `FD_SETSIZE` when the fd limit allows).
 ///
