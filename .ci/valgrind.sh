@@ -25,13 +25,15 @@
 #     million timers, each a heap allocation that memcheck tracks; minutes
 #     and gigabytes under valgrind, for the allocation paths every other
 #     timer test runs (SKIP below).
-#   - three cases that count on the loop being quick, which under valgrind
+#   - four cases that count on the loop being quick, which under valgrind
 #     it is not (SKIP below): trace's a_timer_iteration_says_why_it_waited_and_what_fired
 #     (the loop must reach select within 1 ms of a 5 ms timer to have
 #     blocked 4 ms), asyncio_port's eintr_from_select_does_not_end_run_forever
 #     (three EINTRs must come before a 10 ms timer is due), transports'
 #     dropped_create_connection_closes (a dropped connect must be cleaned up
-#     within a 10 ms sleep). Their code paths run in the other cases.
+#     within a 10 ms sleep), threadsafe's a_blocked_loop_is_woken (of 100 ms,
+#     the loop must spend at most 50 running). Their code paths run in the
+#     other cases.
 # Programs under valgrind run slower, never differently: the tests' bounds
 # ("never early", a few seconds of slack) hold, and the differential run
 # is shortened (TULIP_DIFF_OPS) to keep the whole within minutes.
@@ -73,6 +75,7 @@ declare -A SKIP=(
     [tulip:trace]="a_timer_iteration_says_why_it_waited_and_what_fired"
     [tulip:asyncio_port]="eintr_from_select_does_not_end_run_forever"
     [tulip:transports]="dropped_create_connection_closes"
+    [tulip:threadsafe]="a_blocked_loop_is_woken"
 )
 if [ $# -gt 0 ]; then
     wanted=("$@")
