@@ -9,6 +9,10 @@
 //! - `tulip_coarse_clock`: `CLOCK_MONOTONIC_COARSE` exists (Linux, Android).
 //! - `tulip_pidfd`: `pidfd_open(2)` may exist (Linux; the kernel must be 5.3
 //!   or newer, which the child watcher checks at run time).
+//! - `tulip_epoll` / `tulip_kqueue` / `tulip_io_uring`: that backend is built
+//!   (what the integration tests instantiate per backend). Not decided
+//!   here: `tulip-selectors` decides, and its build script hands its
+//!   aliases over as `links` metadata (`DEP_TULIP_SELECTORS_CFG`).
 //!
 //! `rustc-check-cfg` makes a misspelt alias a compile error.
 
@@ -20,11 +24,23 @@ fn main() {
         "tulip_sigrtmax",
         "tulip_coarse_clock",
         "tulip_pidfd",
+        "tulip_epoll",
+        "tulip_kqueue",
+        "tulip_io_uring",
     ];
     for alias in aliases {
         println!("cargo::rustc-check-cfg=cfg({alias})");
     }
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=DEP_TULIP_SELECTORS_CFG");
+    let selectors = std::env::var("DEP_TULIP_SELECTORS_CFG")
+        .expect("tulip-selectors' build script hands over its cfg aliases (links metadata)");
+    for alias in selectors
+        .split(',')
+        .filter(|alias| matches!(*alias, "tulip_epoll" | "tulip_kqueue" | "tulip_io_uring"))
+    {
+        println!("cargo::rustc-cfg={alias}");
+    }
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let os = os.as_str();
     let enable = |alias: &str, on: bool| {

@@ -6,6 +6,12 @@
 //! duplicates), `tulip_io_uring` (Linux; whether the kernel allows it is
 //! asked at run time). `select` and `poll` exist on every Unix and need no
 //! alias.
+//!
+//! The same list reaches the crates that depend on this one through
+//! `links` metadata: `DEP_TULIP_SELECTORS_CFG` in their build scripts
+//! holds the aliases enabled here, comma-separated (the `tulip` crate
+//! gates its per-backend tests on `tulip_epoll`, `tulip_kqueue` and
+//! `tulip_io_uring` so).
 
 fn main() {
     for alias in
@@ -18,18 +24,21 @@ fn main() {
     let linux = matches!(os.as_str(), "linux" | "android");
     let apple = matches!(os.as_str(), "macos" | "ios" | "tvos" | "watchos" | "visionos");
     let bsd = matches!(os.as_str(), "freebsd" | "netbsd" | "openbsd" | "dragonfly");
+    let mut enabled = Vec::new();
     if linux {
-        println!("cargo::rustc-cfg=tulip_epoll");
-        println!("cargo::rustc-cfg=tulip_eventfd");
+        enabled.extend(["tulip_epoll", "tulip_eventfd"]);
     }
     if apple || bsd {
-        println!("cargo::rustc-cfg=tulip_kqueue");
+        enabled.push("tulip_kqueue");
     }
     if linux || bsd {
-        println!("cargo::rustc-cfg=tulip_pipe2");
-        println!("cargo::rustc-cfg=tulip_dup3");
+        enabled.extend(["tulip_pipe2", "tulip_dup3"]);
     }
     if os == "linux" {
-        println!("cargo::rustc-cfg=tulip_io_uring");
+        enabled.push("tulip_io_uring");
     }
+    for alias in &enabled {
+        println!("cargo::rustc-cfg={alias}");
+    }
+    println!("cargo::metadata=cfg={}", enabled.join(","));
 }

@@ -15,13 +15,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every example of the crate (a new one must be added here, and answer `--help`).
-const EXAMPLES: [&str; 14] = [
+const EXAMPLES: [&str; 15] = [
     "compare_backends",
     "echo_async",
     "echo_callbacks",
     "echo_client",
     "echo_protocol",
     "echo_streams",
+    "my_selector",
     "producer_consumer",
     "resolve",
     "seed_server",
@@ -221,4 +222,30 @@ fn tulip_trace_prints_the_syscalls_and_the_iterations() {
     assert!(stderr.contains("timer fired (scheduled at examples/timers.rs:"), "{stderr}");
     let (_, quiet) = run_bounded(example("timers"), Duration::from_secs(30));
     assert!(!quiet.contains("#1 "), "without TULIP_TRACE nothing is traced: {quiet}");
+}
+
+/// The exercise (`examples/my_selector.rs`, a backend over `ppoll(2)`)
+/// passes every rule of the conformance kit, each printed as it passes;
+/// `--rule` checks one, and refuses a name the kit does not have.
+#[cfg(not(target_vendor = "apple"))]
+#[test]
+fn the_exercise_passes_every_rule_of_the_kit() {
+    let (stdout, stderr) = run_bounded(example("my_selector"), Duration::from_secs(60));
+    let rules = tulip_selectors::conformance::RULES;
+    for rule in rules {
+        let passed = stdout.lines().any(|line| line.split_whitespace().take(2).eq(["ok", rule.name()]));
+        assert!(passed, "no \"ok {}\" in\n{stdout}\n{stderr}", rule.name());
+    }
+    assert!(stdout.contains(&format!("{} passed, 0 failed", rules.len())), "{stdout}");
+
+    let mut one_rule = example("my_selector");
+    one_rule.args(["--rule", "timeout_is_never_early"]);
+    let (stdout, _) = run_bounded(one_rule, Duration::from_secs(30));
+    assert_eq!(stdout.trim(), "ok: timeout_is_never_early");
+    let unknown = example("my_selector").args(["--rule", "no_such_rule"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no rule named \"no_such_rule\""),
+        "{unknown:?}"
+    );
 }

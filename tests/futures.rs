@@ -61,7 +61,11 @@ fn future_set_twice_is_an_error(event_loop: DynSelectorEventLoop) {
     let err = fut.set_result("second").unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     assert_eq!(err.to_string(), "future already done");
-    assert!(fut.set_exception(io::Error::other("late")).is_err());
+    let err = fut.set_exception(io::Error::other("late")).unwrap_err();
+    assert_eq!(
+        (err.kind(), err.to_string()),
+        (io::ErrorKind::InvalidInput, "future already done".to_owned())
+    );
     assert!(!fut.cancel(), "a done future cannot be cancelled");
     assert_eq!(fut.result().unwrap(), "first");
     assert_eq!(fut.take_result().unwrap(), "first");
@@ -310,12 +314,29 @@ fn task_wake_from_other_thread(event_loop: DynSelectorEventLoop) {
     waker_thread.join().unwrap();
 }
 
+/// The future given to `run_until_complete` itself, woken from another
+/// thread: it completes after the wake, polled once before and once after
+/// it, and the loop sleeps in `select` meanwhile rather than spinning.
 fn root_wake_from_other_thread(event_loop: DynSelectorEventLoop) {
     let flag = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let waker_thread = spawn_waker_thread(flag.clone(), rx);
-    event_loop.run_until_complete(remote_future(flag, tx)).unwrap();
+    let polls = Rc::new(Cell::new(0));
+    let counted = polls.clone();
+    let mut remote = std::pin::pin!(remote_future(flag, tx));
+    let start = Instant::now();
+    event_loop
+        .run_until_complete(poll_fn(move |cx| {
+            counted.set(counted.get() + 1);
+            remote.as_mut().poll(cx)
+        }))
+        .unwrap();
+    let elapsed = start.elapsed();
     waker_thread.join().unwrap();
+    assert!(elapsed >= Duration::from_millis(20), "done after {elapsed:?}, before the other thread woke it");
+    assert_eq!(polls.get(), 2, "polled once, then once when woken");
+    let selects = event_loop.stats().select_calls;
+    assert!(selects <= 4, "{selects} selects while waiting for one wake: the loop spun");
 }
 
 /// A task, its poll count, its latest waker, and the flag that makes it ready.

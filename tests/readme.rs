@@ -27,13 +27,13 @@ fn backend_table() -> String {
     let mut table = String::from(
         "| backend | system calls | platforms | one `select` costs | kernel object keeps the list | \
          `register` makes a syscall | timeouts to | fds | a registered fd closed meanwhile | \
-         the kernel watches |\n|---|---|---|---|---|---|---|---|---|---|\n",
+         the kernel watches | a regular file |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for backend in Backend::ALL {
         let caps = backend.capabilities();
         let calls: Vec<String> = caps.syscalls.iter().map(|call| format!("`{call}`")).collect();
         table += &format!(
-            "| `{backend}` | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| `{backend}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             calls.join(", "),
             caps.platforms,
             caps.select_cost,
@@ -43,6 +43,7 @@ fn backend_table() -> String {
             caps.fd_limit,
             caps.closed_fd,
             caps.watches,
+            caps.regular_file,
         );
     }
     table

@@ -16,7 +16,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use common::{run_bounded, TestLoop, LIMIT};
+use common::{assert_fails, run_bounded, TestLoop, LIMIT};
 use tulip::selectors::mechanism::cvt;
 use tulip::{AbstractEventLoop, SelectorEventLoop};
 
@@ -254,15 +254,33 @@ fn only_one_loop_handles_signals<L: TestLoop>(lp: L) {
     let other = SelectorEventLoop::new().unwrap();
     lp.add_signal_handler(libc::SIGUSR1, |_| {}).unwrap();
     lp.add_signal_handler(libc::SIGUSR2, |_| {}).unwrap();
-    assert!(other.add_signal_handler(libc::SIGUSR1, |_| {}).is_err());
-    assert!(other.add_signal_handler(libc::SIGHUP, |_| {}).is_err(), "any signal, not just a taken one");
+    assert_fails(
+        other.add_signal_handler(libc::SIGUSR1, |_| {}),
+        ErrorKind::ResourceBusy,
+        "another event loop handles signals",
+    );
+    // Any signal, not just a taken one.
+    assert_fails(
+        other.add_signal_handler(libc::SIGHUP, |_| {}),
+        ErrorKind::ResourceBusy,
+        "another event loop handles signals",
+    );
     // Removing one of two handlers keeps the claim.
     assert!(lp.remove_signal_handler(libc::SIGUSR1).unwrap());
-    assert!(other.add_signal_handler(libc::SIGUSR1, |_| {}).is_err());
+    assert_fails(
+        other.add_signal_handler(libc::SIGUSR1, |_| {}),
+        ErrorKind::ResourceBusy,
+        "another event loop handles signals",
+    );
     // Removing the last one gives it up.
     assert!(lp.remove_signal_handler(libc::SIGUSR2).unwrap());
     other.add_signal_handler(libc::SIGUSR1, |_| {}).unwrap();
-    assert!(lp.add_signal_handler(libc::SIGUSR1, |_| {}).is_err(), "now the other loop holds it");
+    // Now the other loop holds it.
+    assert_fails(
+        lp.add_signal_handler(libc::SIGUSR1, |_| {}),
+        ErrorKind::ResourceBusy,
+        "another event loop handles signals",
+    );
     // Closing the holder gives it up too.
     other.close().unwrap();
     lp.add_signal_handler(libc::SIGUSR1, |_| {}).unwrap();

@@ -7,13 +7,14 @@
 mod common;
 
 use std::cell::RefCell;
+use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{run_bounded, TestLoop, LIMIT};
+use common::{assert_fails, run_bounded, TestLoop, LIMIT};
 use tulip::{ExceptionContext, LoopHandle};
 
 /// How long a wake-up may take before we call it lost (generous: 2 cores, shared).
@@ -178,18 +179,22 @@ fn a_handle_fails_once_the_loop_is_closed_or_dropped<L: TestLoop>(lp: L) {
     handle.call_soon_threadsafe(|_: &L| {}).unwrap();
     lp.close().unwrap();
     assert!(handle.is_closed() && clone.is_closed());
-    assert!(handle.call_soon_threadsafe(|_: &L| {}).is_err());
-    assert!(clone.stop().is_err());
+    assert_fails(handle.call_soon_threadsafe(|_: &L| {}), io::ErrorKind::Other, "event loop is closed");
+    assert_fails(clone.stop(), io::ErrorKind::Other, "event loop is closed");
     // From another thread too.
-    thread::spawn(move || assert!(clone.call_soon_threadsafe(|_: &L| {}).is_err())).join().unwrap();
+    thread::spawn(move || {
+        assert_fails(clone.call_soon_threadsafe(|_: &L| {}), io::ErrorKind::Other, "event loop is closed")
+    })
+    .join()
+    .unwrap();
 }
 
 fn a_handle_fails_once_the_loop_is_dropped<L: TestLoop>(lp: L) {
     let handle = lp.handle();
     drop(lp);
     assert!(handle.is_closed());
-    assert!(handle.call_soon_threadsafe(|_: &L| {}).is_err());
-    assert!(handle.stop().is_err());
+    assert_fails(handle.call_soon_threadsafe(|_: &L| {}), io::ErrorKind::Other, "event loop is closed");
+    assert_fails(handle.stop(), io::ErrorKind::Other, "event loop is closed");
 }
 
 fn many_separate_wakeups_all_arrive<L: TestLoop>(lp: L) {

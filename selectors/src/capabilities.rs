@@ -57,8 +57,14 @@ pub enum ClosedFd {
     /// `select` fails with `EBADF` (the `select` backend).
     SelectFails,
     /// The fd is reported ready, for every registered event (`poll`'s
-    /// `POLLNVAL`, io_uring's poll completing with `EBADF`).
+    /// `POLLNVAL`).
     ReportedReady,
+    /// Reported ready as with `ReportedReady` (the poll fails with `EBADF`)
+    /// if the fd was closed before its poll reached the kernel; closed
+    /// while a poll is armed, the kernel keeps the file open for that poll,
+    /// and nothing is reported until the file itself is ready, hung up
+    /// included (io_uring's one-shot polls).
+    ReportedUntilArmed,
     /// The kernel dropped the registration with the file: nothing is
     /// reported, the key stays until unregistered (`epoll`, `kqueue`).
     Forgotten,
@@ -69,7 +75,28 @@ impl fmt::Display for ClosedFd {
         f.write_str(match self {
             ClosedFd::SelectFails => "select fails (EBADF)",
             ClosedFd::ReportedReady => "reported ready",
+            ClosedFd::ReportedUntilArmed => "reported ready, unless a poll holds the file",
             ClosedFd::Forgotten => "silently forgotten",
+        })
+    }
+}
+
+/// What `register` does with a regular file (a file on disk), which is
+/// always ready as far as the kernel is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegularFile {
+    /// Accepted and reported ready at once (`select`, `poll`; `kqueue`
+    /// reports `READ` while there is data past the file offset).
+    Ready,
+    /// Refused with `EPERM`, and no key kept (`epoll`).
+    Refused,
+}
+
+impl fmt::Display for RegularFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RegularFile::Ready => "always ready",
+            RegularFile::Refused => "refused (EPERM)",
         })
     }
 }
@@ -130,6 +157,8 @@ pub struct Capabilities {
     pub closed_fd: ClosedFd,
     /// What the kernel keeps a registration by.
     pub watches: Watches,
+    /// What `register` does with a regular file.
+    pub regular_file: RegularFile,
     /// Level-triggered: an fd that stays ready is reported at every
     /// `select` (all the backends here are; edge-triggered modes are not
     /// offered).
@@ -151,6 +180,7 @@ impl Backend {
                 fd_limit: FdLimit::Below(libc::FD_SETSIZE as u32),
                 closed_fd: ClosedFd::SelectFails,
                 watches: Watches::FdNumber,
+                regular_file: RegularFile::Ready,
                 level_triggered: true,
             },
             Backend::Poll => Capabilities {
@@ -164,6 +194,7 @@ impl Backend {
                 fd_limit: FdLimit::OpenFiles,
                 closed_fd: ClosedFd::ReportedReady,
                 watches: Watches::FdNumber,
+                regular_file: RegularFile::Ready,
                 level_triggered: true,
             },
             Backend::Epoll => Capabilities {
@@ -177,6 +208,7 @@ impl Backend {
                 fd_limit: FdLimit::OpenFiles,
                 closed_fd: ClosedFd::Forgotten,
                 watches: Watches::OpenFile,
+                regular_file: RegularFile::Refused,
                 level_triggered: true,
             },
             Backend::Kqueue => Capabilities {
@@ -190,6 +222,7 @@ impl Backend {
                 fd_limit: FdLimit::OpenFiles,
                 closed_fd: ClosedFd::Forgotten,
                 watches: Watches::OpenFile,
+                regular_file: RegularFile::Ready,
                 level_triggered: true,
             },
             Backend::IoUring => Capabilities {
@@ -204,11 +237,13 @@ impl Backend {
                 register_syscall: false,
                 timeout_resolution: Duration::from_nanos(1),
                 fd_limit: FdLimit::OpenFiles,
-                // The poll is submitted at the next `select` and completes
-                // at once with EBADF, reported as ready.
-                closed_fd: ClosedFd::ReportedReady,
+                // A poll submitted for a closed fd completes at once with
+                // EBADF, reported as ready; an armed one holds the file.
+                closed_fd: ClosedFd::ReportedUntilArmed,
                 // Once armed, a poll holds the open file.
                 watches: Watches::OpenFile,
+                // A poll of a regular file completes at once, ready both ways.
+                regular_file: RegularFile::Ready,
                 level_triggered: true,
             },
         }
@@ -220,7 +255,7 @@ impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {}, select {}, register {}, timeouts to {:?}, {}, closed fd {}, watches {}",
+            "{}: {}, select {}, register {}, timeouts to {:?}, {}, closed fd {}, watches {}, regular files {}",
             self.backend,
             self.syscalls.join("/"),
             self.select_cost,
@@ -229,6 +264,7 @@ impl fmt::Display for Capabilities {
             self.fd_limit,
             self.closed_fd,
             self.watches,
+            self.regular_file,
         )
     }
 }

@@ -45,6 +45,9 @@ compile_error!(
 mod backend;
 mod base;
 mod capabilities;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 mod events;
 mod fork;
 mod key;
@@ -95,7 +98,7 @@ cfg_if::cfg_if! {
 
 pub use backend::Backend;
 pub use base::{BaseSelector, Selected};
-pub use capabilities::{Capabilities, ClosedFd, FdLimit, SelectCost, Watches};
+pub use capabilities::{Capabilities, ClosedFd, FdLimit, RegularFile, SelectCost, Watches};
 pub use events::{Events, EVENT_READ, EVENT_WRITE};
 pub use key::SelectorKey;
 pub use registry::Keys;
