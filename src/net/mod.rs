@@ -1,4 +1,5 @@
 //! Layer 3, I/O on the loop.
+pub(crate) mod byte_buffer;
 pub(crate) mod datagram_transport;
 pub(crate) mod datagrams;
 pub(crate) mod names;

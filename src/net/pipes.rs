@@ -29,6 +29,7 @@ use std::rc::{Rc, Weak};
 use crate::event_loop::panics::unwinding_panic;
 use crate::event_loop::ready::ReadyQueue;
 use crate::event_loop::selector_events::Release;
+use crate::net::byte_buffer::ByteBuffer;
 use crate::net::socket_transport::SharedProtocol;
 use crate::net::transports::TransportImpl;
 use crate::selectors::mechanism::{read_nonblocking, set_nonblocking, write_nonblocking};
@@ -66,29 +67,6 @@ fn prepare(fd: OwnedFd) -> io::Result<(OwnedFd, bool)> {
     Ok((fd, kind.is_fifo() || kind.is_socket()))
 }
 
-/// Bytes waiting to be written: a `Vec` read from `start`.
-#[derive(Default)]
-struct Pending {
-    data: Vec<u8>,
-    start: usize,
-}
-
-impl Pending {
-    fn len(&self) -> usize {
-        self.data.len() - self.start
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.start += n;
-        if self.start == self.data.len() {
-            *self = Pending::default();
-        } else if self.start > self.data.len() / 2 {
-            self.data.drain(..self.start);
-            self.start = 0;
-        }
-    }
-}
-
 /// A pipe transport, either direction.
 pub(crate) struct PipeTransport<S: Selector<IoHandlers> + 'static> {
     me: Weak<Self>,
@@ -100,7 +78,7 @@ pub(crate) struct PipeTransport<S: Selector<IoHandlers> + 'static> {
     /// A write end whose reader's closing the selector reports (FIFOs, sockets).
     watch_hangup: bool,
     protocol: RefCell<Option<SharedProtocol>>,
-    buffer: RefCell<Pending>,
+    buffer: RefCell<ByteBuffer>,
     high_water: Cell<usize>,
     low_water: Cell<usize>,
     started: Cell<bool>,
@@ -166,7 +144,7 @@ impl<S: Selector<IoHandlers> + 'static> PipeTransport<S> {
             file: RefCell::new(Some(fd)),
             watch_hangup: direction == Direction::Write && hangup_visible,
             protocol: RefCell::new(Some(protocol)),
-            buffer: RefCell::new(Pending::default()),
+            buffer: RefCell::new(ByteBuffer::default()),
             high_water: Cell::new(DEFAULT_HIGH_WATER),
             low_water: Cell::new(DEFAULT_HIGH_WATER / 4),
             started: Cell::new(false),
@@ -240,7 +218,7 @@ impl<S: Selector<IoHandlers> + 'static> PipeTransport<S> {
     }
 
     fn wants_write(&self) -> bool {
-        self.direction == Direction::Write && !self.conn_lost.get() && self.buffer.borrow().len() > 0
+        self.direction == Direction::Write && !self.conn_lost.get() && !self.buffer.borrow().is_empty()
     }
 
     fn sync(&self, event_loop: &Loop<S>) {
@@ -297,7 +275,7 @@ impl<S: Selector<IoHandlers> + 'static> PipeTransport<S> {
             Direction::Write => {
                 // Only an error condition makes a write end "readable": the
                 // reader closed. Lose what is buffered, as asyncio.
-                let err = (self.buffer.borrow().len() > 0)
+                let err = (!self.buffer.borrow().is_empty())
                     .then(|| io::Error::new(io::ErrorKind::BrokenPipe, "the pipe's reader closed"));
                 self.force_close(err);
             }
@@ -338,10 +316,10 @@ impl<S: Selector<IoHandlers> + 'static> PipeTransport<S> {
         if !self.conn_lost.get() {
             let written = {
                 let buffer = self.buffer.borrow();
-                if buffer.len() == 0 {
+                if buffer.is_empty() {
                     Ok(None)
                 } else {
-                    write_nonblocking(self.fd, &buffer.data[buffer.start..])
+                    write_nonblocking(self.fd, buffer.bytes())
                 }
             };
             match written {
@@ -350,7 +328,7 @@ impl<S: Selector<IoHandlers> + 'static> PipeTransport<S> {
                 Err(err) => self.force_close(Some(err)),
             }
             self.maybe_resume_protocol();
-            if self.buffer.borrow().len() == 0 && self.closing.get() {
+            if self.buffer.borrow().is_empty() && self.closing.get() {
                 self.schedule_connection_lost(None);
             }
         }
@@ -402,7 +380,7 @@ impl<S: Selector<IoHandlers> + 'static> PipeTransport<S> {
             return;
         }
         self.closing.set(true);
-        *self.buffer.borrow_mut() = Pending::default();
+        self.buffer.borrow_mut().clear();
         self.schedule_connection_lost(err);
     }
 
@@ -441,7 +419,7 @@ impl<S: Selector<IoHandlers> + 'static> PipeTransport<S> {
         drop(protocol);
         let file = self.file.borrow_mut().take();
         drop(file);
-        *self.buffer.borrow_mut() = Pending::default();
+        self.buffer.borrow_mut().clear();
     }
 
     fn read_only(&self) -> io::Error {
@@ -494,7 +472,7 @@ impl<S: Selector<IoHandlers> + 'static> TransportImpl for PipeTransport<S> {
             return Ok(());
         }
         let mut rest = data;
-        if self.buffer.borrow().len() == 0 {
+        if self.buffer.borrow().is_empty() {
             match write_nonblocking(self.fd, data) {
                 Ok(Some(n)) => rest = &data[n..],
                 Ok(None) => {}
@@ -505,7 +483,7 @@ impl<S: Selector<IoHandlers> + 'static> TransportImpl for PipeTransport<S> {
             }
         }
         if !rest.is_empty() {
-            self.buffer.borrow_mut().data.extend_from_slice(rest);
+            self.buffer.borrow_mut().push(rest);
             self.request_sync();
             self.maybe_pause_protocol();
         }
@@ -527,7 +505,7 @@ impl<S: Selector<IoHandlers> + 'static> TransportImpl for PipeTransport<S> {
             return;
         }
         self.request_sync();
-        if self.buffer.borrow().len() == 0 {
+        if self.buffer.borrow().is_empty() {
             self.schedule_connection_lost(None);
         }
     }

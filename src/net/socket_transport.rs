@@ -23,6 +23,7 @@ use std::rc::{Rc, Weak};
 use crate::event_loop::panics::unwinding_panic;
 use crate::event_loop::ready::ReadyQueue;
 use crate::event_loop::selector_events::Release;
+use crate::net::byte_buffer::ByteBuffer;
 use crate::net::sys::{recv, send};
 use crate::net::transports::TransportImpl;
 use crate::selectors::Selector;
@@ -76,46 +77,6 @@ pub(crate) fn not_connected() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the transport is closed")
 }
 
-/// Bytes waiting to be sent: a `Vec` read from `start`, compacted as it drains.
-#[derive(Default)]
-struct WriteBuffer {
-    data: Vec<u8>,
-    start: usize,
-}
-
-impl WriteBuffer {
-    fn len(&self) -> usize {
-        self.data.len() - self.start
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn pending(&self) -> &[u8] {
-        &self.data[self.start..]
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        self.data.extend_from_slice(bytes);
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.start += n;
-        if self.start == self.data.len() {
-            self.data.clear();
-            self.start = 0;
-        } else if self.start > self.data.len() / 2 {
-            self.data.drain(..self.start);
-            self.start = 0;
-        }
-    }
-
-    fn clear(&mut self) {
-        *self = WriteBuffer::default();
-    }
-}
-
 /// What one read did.
 enum Read {
     Data,
@@ -167,7 +128,7 @@ pub(crate) struct SocketTransport<S: Selector<IoHandlers> + 'static> {
     sock: RefCell<Option<Stream>>,
     /// `None` once `connection_lost` was delivered.
     protocol: RefCell<Option<SharedProtocol>>,
-    buffer: RefCell<WriteBuffer>,
+    buffer: RefCell<ByteBuffer>,
     high_water: Cell<usize>,
     low_water: Cell<usize>,
     /// The first callback ran: reading may start.
@@ -214,7 +175,7 @@ impl<S: Selector<IoHandlers> + 'static> SocketTransport<S> {
             fd: stream.fd(),
             sock: RefCell::new(Some(stream)),
             protocol: RefCell::new(Some(protocol)),
-            buffer: RefCell::new(WriteBuffer::default()),
+            buffer: RefCell::new(ByteBuffer::default()),
             high_water: Cell::new(DEFAULT_HIGH_WATER),
             low_water: Cell::new(DEFAULT_HIGH_WATER / 4),
             started: Cell::new(false),
@@ -450,7 +411,7 @@ impl<S: Selector<IoHandlers> + 'static> SocketTransport<S> {
                 if buffer.is_empty() {
                     Ok(None)
                 } else {
-                    send(self.fd, buffer.pending())
+                    send(self.fd, buffer.bytes())
                 }
             };
             match sent {
