@@ -24,8 +24,8 @@ use crate::event_loop::panics::unwinding_panic;
 use crate::event_loop::ready::ReadyQueue;
 use crate::event_loop::selector_events::Release;
 use crate::net::datagrams::{retrying, DatagramSocket, DatagramTransportImpl};
+use crate::net::fd_transport::{not_connected, TransportControl};
 use crate::net::names::all_failed;
-use crate::net::socket_transport::not_connected;
 use crate::selectors::mechanism::set_nonblocking;
 use crate::selectors::Selector;
 use crate::{
@@ -526,6 +526,53 @@ impl<S: Selector<IoHandlers> + 'static> Release for SelectorDatagramTransport<S>
     }
 }
 
+impl<S: Selector<IoHandlers> + 'static> TransportControl for SelectorDatagramTransport<S> {
+    fn close(&self) {
+        if self.closing.replace(true) {
+            return;
+        }
+        self.request_sync();
+        if self.buffer.borrow().is_empty() {
+            self.schedule_connection_lost(None);
+        }
+    }
+
+    fn abort(&self) {
+        self.force_close(None);
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.get() || self.conn_lost.get()
+    }
+
+    fn get_write_buffer_size(&self) -> usize {
+        self.buffered.get()
+    }
+
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        (self.low_water.get(), self.high_water.get())
+    }
+
+    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> io::Result<()> {
+        let (high, low) = match (high, low) {
+            (None, None) => (DEFAULT_HIGH_WATER, DEFAULT_HIGH_WATER / 4),
+            (Some(high), None) => (high, high / 4),
+            (None, Some(low)) => (low.saturating_mul(4), low),
+            (Some(high), Some(low)) => (high, low),
+        };
+        if low > high {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("high-water mark ({high}) must be >= low-water mark ({low})"),
+            ));
+        }
+        self.high_water.set(high);
+        self.low_water.set(low);
+        self.maybe_pause_protocol();
+        Ok(())
+    }
+}
+
 impl<S: Selector<IoHandlers> + 'static> DatagramTransportImpl for SelectorDatagramTransport<S> {
     fn sendto(&self, data: &[u8], addr: Option<&SocketAddress>) -> io::Result<()> {
         if self.closing.get() || self.conn_lost.get() {
@@ -583,51 +630,6 @@ impl<S: Selector<IoHandlers> + 'static> DatagramTransportImpl for SelectorDatagr
         self.buffer.borrow_mut().push_back((data.to_vec(), addr.cloned()));
         self.buffered.set(self.buffered.get() + data.len());
         self.request_sync();
-        self.maybe_pause_protocol();
-        Ok(())
-    }
-
-    fn close(&self) {
-        if self.closing.replace(true) {
-            return;
-        }
-        self.request_sync();
-        if self.buffer.borrow().is_empty() {
-            self.schedule_connection_lost(None);
-        }
-    }
-
-    fn abort(&self) {
-        self.force_close(None);
-    }
-
-    fn is_closing(&self) -> bool {
-        self.closing.get() || self.conn_lost.get()
-    }
-
-    fn get_write_buffer_size(&self) -> usize {
-        self.buffered.get()
-    }
-
-    fn get_write_buffer_limits(&self) -> (usize, usize) {
-        (self.low_water.get(), self.high_water.get())
-    }
-
-    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> io::Result<()> {
-        let (high, low) = match (high, low) {
-            (None, None) => (DEFAULT_HIGH_WATER, DEFAULT_HIGH_WATER / 4),
-            (Some(high), None) => (high, high / 4),
-            (None, Some(low)) => (low.saturating_mul(4), low),
-            (Some(high), Some(low)) => (high, low),
-        };
-        if low > high {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("high-water mark ({high}) must be >= low-water mark ({low})"),
-            ));
-        }
-        self.high_water.set(high);
-        self.low_water.set(low);
         self.maybe_pause_protocol();
         Ok(())
     }

@@ -30,6 +30,7 @@ use crate::event_loop::panics::unwinding_panic;
 use crate::event_loop::ready::ReadyQueue;
 use crate::event_loop::selector_events::Release;
 use crate::net::byte_buffer::ByteBuffer;
+use crate::net::fd_transport::TransportControl;
 use crate::net::socket_transport::SharedProtocol;
 use crate::net::transports::TransportImpl;
 use crate::selectors::mechanism::{read_nonblocking, set_nonblocking, write_nonblocking};
@@ -460,46 +461,7 @@ impl<S: Selector<IoHandlers> + 'static> Release for PipeTransport<S> {
     }
 }
 
-impl<S: Selector<IoHandlers> + 'static> TransportImpl for PipeTransport<S> {
-    fn write(&self, data: &[u8]) -> io::Result<()> {
-        if self.direction == Direction::Read {
-            return Err(self.read_only());
-        }
-        if self.closing.get() || self.conn_lost.get() {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the pipe transport is closing"));
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        let mut rest = data;
-        if self.buffer.borrow().is_empty() {
-            match write_nonblocking(self.fd, data) {
-                Ok(Some(n)) => rest = &data[n..],
-                Ok(None) => {}
-                Err(err) => {
-                    self.force_close(Some(err));
-                    return Ok(());
-                }
-            }
-        }
-        if !rest.is_empty() {
-            self.buffer.borrow_mut().push(rest);
-            self.request_sync();
-            self.maybe_pause_protocol();
-        }
-        Ok(())
-    }
-
-    /// A pipe cannot half-close: the end of writing closes the transport
-    /// once the buffer is written (asyncio's `write_eof` for pipes).
-    fn write_eof(&self) -> io::Result<()> {
-        if self.direction == Direction::Read {
-            return Err(self.read_only());
-        }
-        self.close();
-        Ok(())
-    }
-
+impl<S: Selector<IoHandlers> + 'static> TransportControl for PipeTransport<S> {
     fn close(&self) {
         if self.closing.replace(true) {
             return;
@@ -542,6 +504,47 @@ impl<S: Selector<IoHandlers> + 'static> TransportImpl for PipeTransport<S> {
         self.high_water.set(high);
         self.low_water.set(low);
         self.maybe_pause_protocol();
+        Ok(())
+    }
+}
+
+impl<S: Selector<IoHandlers> + 'static> TransportImpl for PipeTransport<S> {
+    fn write(&self, data: &[u8]) -> io::Result<()> {
+        if self.direction == Direction::Read {
+            return Err(self.read_only());
+        }
+        if self.closing.get() || self.conn_lost.get() {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the pipe transport is closing"));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut rest = data;
+        if self.buffer.borrow().is_empty() {
+            match write_nonblocking(self.fd, data) {
+                Ok(Some(n)) => rest = &data[n..],
+                Ok(None) => {}
+                Err(err) => {
+                    self.force_close(Some(err));
+                    return Ok(());
+                }
+            }
+        }
+        if !rest.is_empty() {
+            self.buffer.borrow_mut().push(rest);
+            self.request_sync();
+            self.maybe_pause_protocol();
+        }
+        Ok(())
+    }
+
+    /// A pipe cannot half-close: the end of writing closes the transport
+    /// once the buffer is written (asyncio's `write_eof` for pipes).
+    fn write_eof(&self) -> io::Result<()> {
+        if self.direction == Direction::Read {
+            return Err(self.read_only());
+        }
+        self.close();
         Ok(())
     }
 
@@ -652,7 +655,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             PipeTransport::start(self, direction, pipe, shared, Some(waiter.clone()))?;
         let mut guard = AbortOnDrop(Some(transport));
         waiter.await?;
-        let inner = guard.0.take().ok_or_else(crate::net::socket_transport::not_connected)?;
+        let inner = guard.0.take().ok_or_else(crate::net::fd_transport::not_connected)?;
         Ok((Transport { inner }, protocol))
     }
 

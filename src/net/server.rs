@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use crate::event_loop::ready::ReadyQueue;
 use crate::event_loop::selector_events::Release;
+use crate::net::fd_transport::not_connected;
 use crate::net::names::{all_failed, resolve_blocking};
-use crate::net::socket_transport::{not_connected, SharedProtocol, SocketTransport, Stream};
+use crate::net::socket_transport::{SharedProtocol, SocketTransport, Stream};
 use crate::net::sockets::accept_one;
 use crate::net::transports::ServerImpl;
 use crate::selectors::Selector;
