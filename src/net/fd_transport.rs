@@ -651,3 +651,16 @@ impl<T: ?Sized + TransportControl> Drop for AbortOnDrop<T> {
         }
     }
 }
+
+/// Fails the waiter of a transport's maker if `connection_made` panics,
+/// so that the maker does not wait for ever.
+pub(crate) struct FailOnPanic(pub(crate) Option<crate::Future<()>>);
+
+impl Drop for FailOnPanic {
+    fn drop(&mut self) {
+        if let (true, Some(waiter)) = (std::thread::panicking(), &self.0) {
+            let (message, _) = unwinding_panic().unwrap_or_else(|| ("protocol panicked".to_owned(), None));
+            let _ = waiter.set_exception(io::Error::other(message));
+        }
+    }
+}
