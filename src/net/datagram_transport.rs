@@ -266,10 +266,7 @@ impl<S: Selector<IoHandlers> + 'static> FdTransport for SelectorDatagramTranspor
                 }
             }
         }
-        self.maybe_resume_protocol();
-        if self.buffer.borrow().is_empty() && self.state.closing.get() {
-            self.schedule_connection_lost(None);
-        }
+        self.wrote();
         self.sync(event_loop);
     }
 

@@ -28,6 +28,7 @@ use std::rc::{Rc, Weak};
 use crate::event_loop::panics::unwinding_panic;
 use crate::event_loop::ready::ReadyQueue;
 use crate::event_loop::selector_events::Release;
+use crate::net::byte_buffer::ByteBuffer;
 use crate::selectors::Selector;
 use crate::{AbstractEventLoop, BaseSelectorEventLoop, DatagramProtocol, IoHandlers, Protocol};
 
@@ -307,12 +308,14 @@ pub(crate) trait FdTransport: Sized + 'static {
     /// The writer's callback: the fd is writable. Syncs before it returns.
     fn on_writable(&self, event_loop: &Loop<Self::Selector>);
 
-    /// Nothing waits in the write buffer.
-    fn buffer_is_empty(&self) -> bool;
-
     /// The bytes waiting in the write buffer (for flow control and
     /// `get_write_buffer_size`).
     fn buffered(&self) -> usize;
+
+    /// Nothing waits in the write buffer.
+    fn buffer_is_empty(&self) -> bool {
+        self.buffered() == 0
+    }
 
     /// Drops what waits in the write buffer.
     fn clear_buffer(&self);
@@ -462,6 +465,43 @@ pub(crate) trait FdTransport: Sized + 'static {
         if self.state().flow.resume_due(self.buffered()) {
             self.notify_flow(false);
         }
+    }
+
+    /// The writer's callback of a byte-stream transport (socket, pipe):
+    /// one `write` of what `buffer` holds, dropping what the fd took (an
+    /// error closes the transport), then [`wrote`](Self::wrote). `true` if
+    /// the buffer is empty now.
+    fn write_buffered(
+        &self,
+        buffer: &RefCell<ByteBuffer>,
+        write: impl FnOnce(RawFd, &[u8]) -> io::Result<Option<usize>>,
+    ) -> bool {
+        let written = {
+            let buffer = buffer.borrow();
+            if buffer.is_empty() {
+                Ok(None)
+            } else {
+                write(self.state().fd, buffer.bytes())
+            }
+        };
+        match written {
+            Ok(Some(n)) => buffer.borrow_mut().consume(n),
+            Ok(None) => {}
+            Err(err) => self.force_close(Some(err)),
+        }
+        self.wrote()
+    }
+
+    /// After the writer's callback sent some of the buffer: `resume_writing`
+    /// if it is down to the low mark, and the end of a `close` once it is
+    /// empty. `true` if it is empty.
+    fn wrote(&self) -> bool {
+        self.maybe_resume_protocol();
+        let drained = self.buffer_is_empty();
+        if drained && self.state().closing.get() {
+            self.schedule_connection_lost(None);
+        }
+        drained
     }
 
     /// Queues `pause_writing` or `resume_writing`: in order, after whatever

@@ -206,29 +206,9 @@ impl<S: Selector<IoHandlers> + 'static> FdTransport for PipeTransport<S> {
     fn on_writable(&self, event_loop: &Loop<S>) {
         let _dispatching = self.state.watch.dispatch();
         if !self.state.conn_lost.get() {
-            let written = {
-                let buffer = self.buffer.borrow();
-                if buffer.is_empty() {
-                    Ok(None)
-                } else {
-                    write_nonblocking(self.state.fd, buffer.bytes())
-                }
-            };
-            match written {
-                Ok(Some(n)) => self.buffer.borrow_mut().consume(n),
-                Ok(None) => {}
-                Err(err) => self.force_close(Some(err)),
-            }
-            self.maybe_resume_protocol();
-            if self.buffer.borrow().is_empty() && self.state.closing.get() {
-                self.schedule_connection_lost(None);
-            }
+            self.write_buffered(&self.buffer, write_nonblocking);
         }
         self.sync(event_loop);
-    }
-
-    fn buffer_is_empty(&self) -> bool {
-        self.buffer.borrow().is_empty()
     }
 
     fn buffered(&self) -> usize {

@@ -283,38 +283,21 @@ impl<S: Selector<IoHandlers> + 'static> FdTransport for SocketTransport<S> {
         self.sync(event_loop);
     }
 
+    /// Sends from the buffer; once it is empty, a `write_eof` waiting for
+    /// that shuts the socket's writing side.
     fn on_writable(&self, event_loop: &Loop<S>) {
         let _dispatching = self.state.watch.dispatch();
-        if !self.state.conn_lost.get() {
-            let sent = {
-                let buffer = self.buffer.borrow();
-                if buffer.is_empty() {
-                    Ok(None)
-                } else {
-                    send(self.state.fd, buffer.bytes())
-                }
-            };
-            match sent {
-                Ok(Some(n)) => self.buffer.borrow_mut().consume(n),
-                Ok(None) => {}
-                Err(err) => self.force_close(Some(err)),
-            }
-            self.maybe_resume_protocol();
-            if self.buffer.borrow().is_empty() {
-                if self.state.closing.get() {
-                    self.schedule_connection_lost(None);
-                } else if self.eof_requested.get() && !self.eof_sent.get() {
-                    if let Err(err) = self.shutdown_write() {
-                        self.force_close(Some(err));
-                    }
-                }
+        if !self.state.conn_lost.get()
+            && self.write_buffered(&self.buffer, send)
+            && !self.state.closing.get()
+            && self.eof_requested.get()
+            && !self.eof_sent.get()
+        {
+            if let Err(err) = self.shutdown_write() {
+                self.force_close(Some(err));
             }
         }
         self.sync(event_loop);
-    }
-
-    fn buffer_is_empty(&self) -> bool {
-        self.buffer.borrow().is_empty()
     }
 
     fn buffered(&self) -> usize {
