@@ -17,7 +17,6 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -28,6 +27,7 @@ use crate::net::fd_transport::{
     not_connected, when_made, FailOnPanic, FdTransport, Loop, TransportControl, TransportState, READ_SIZE,
 };
 use crate::net::names::all_failed;
+use crate::net::sockets::remove_stale_socket_file;
 use crate::selectors::mechanism::set_nonblocking;
 use crate::selectors::Selector;
 use crate::{
@@ -506,16 +506,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     ) -> io::Result<(DatagramTransport, Rc<RefCell<P>>)> {
         let sock = match local {
             Some(path) => {
-                match std::fs::symlink_metadata(path) {
-                    Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
-                    Ok(_) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::AddrInUse,
-                            format!("{} exists and is not a socket", path.display()),
-                        ))
-                    }
-                    Err(_) => {}
-                }
+                remove_stale_socket_file(path)?;
                 UnixDatagram::bind(path)?
             }
             None => UnixDatagram::unbound()?,
