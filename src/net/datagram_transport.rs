@@ -204,10 +204,6 @@ impl<S: Selector<IoHandlers> + 'static> FdTransport for SelectorDatagramTranspor
         self.state.started.get() && !self.state.closing.get() && !self.state.conn_lost.get()
     }
 
-    fn wants_write(&self) -> bool {
-        !self.state.conn_lost.get() && !self.buffer.borrow().is_empty()
-    }
-
     /// Reads up to [`READ_BATCH`] datagrams and hands each to the protocol.
     fn on_readable(&self, event_loop: &Loop<S>) {
         let _dispatching = self.state.watch.dispatch();

@@ -299,9 +299,6 @@ pub(crate) trait FdTransport: Sized + 'static {
     /// The loop should watch the fd for reading now.
     fn wants_read(&self) -> bool;
 
-    /// The loop should watch the fd for writing now.
-    fn wants_write(&self) -> bool;
-
     /// The reader's callback: the fd is readable. Syncs before it returns.
     fn on_readable(&self, event_loop: &Loop<Self::Selector>);
 
@@ -313,8 +310,16 @@ pub(crate) trait FdTransport: Sized + 'static {
     fn buffered(&self) -> usize;
 
     /// Nothing waits in the write buffer.
+    #[inline]
     fn buffer_is_empty(&self) -> bool {
         self.buffered() == 0
+    }
+
+    /// The loop should watch the fd for writing now: while something waits
+    /// in the buffer (a read-only pipe never buffers), until the end.
+    #[inline]
+    fn wants_write(&self) -> bool {
+        !self.state().conn_lost.get() && !self.buffer_is_empty()
     }
 
     /// Drops what waits in the write buffer.

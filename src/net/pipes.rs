@@ -183,10 +183,6 @@ impl<S: Selector<IoHandlers> + 'static> FdTransport for PipeTransport<S> {
         }
     }
 
-    fn wants_write(&self) -> bool {
-        self.direction == Direction::Write && !self.state.conn_lost.get() && !self.buffer.borrow().is_empty()
-    }
-
     /// The read end has data (or an end); the write end's reader went away.
     fn on_readable(&self, event_loop: &Loop<S>) {
         let _dispatching = self.state.watch.dispatch();

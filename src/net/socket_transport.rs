@@ -240,12 +240,6 @@ impl<S: Selector<IoHandlers> + 'static> FdTransport for SocketTransport<S> {
             && !self.read_eof.get()
     }
 
-    /// We should be watching for writing.
-    #[inline]
-    fn wants_write(&self) -> bool {
-        !self.state.conn_lost.get() && !self.buffer.borrow().is_empty()
-    }
-
     /// Reads once and hands the data to the protocol. The closing `sync` is
     /// skipped when data was read and nothing asked for one meanwhile: every
     /// change of what the registrations depend on (closing, pausing,
@@ -300,6 +294,7 @@ impl<S: Selector<IoHandlers> + 'static> FdTransport for SocketTransport<S> {
         self.sync(event_loop);
     }
 
+    #[inline]
     fn buffered(&self) -> usize {
         self.buffer.borrow().len()
     }
