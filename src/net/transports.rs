@@ -1,6 +1,7 @@
 //! Transports (Tulip's `transports.py`): the handle a [`Protocol`] writes
 //! through, and the [`Server`] that makes them. The socket implementation
-//! is in `selector_transport.rs`.
+//! is in `socket_transport.rs` (what it shares with the datagram and pipe
+//! transports in `fd_transport.rs`), the server in `server.rs`.
 //!
 //! [`Protocol`]: crate::Protocol
 
