@@ -4,6 +4,8 @@
 //! other test thread runs while the process forks; each case on every
 //! backend. A child reports by its exit status and never unwinds.
 
+mod common;
+
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::os::unix::io::AsRawFd;
@@ -15,34 +17,9 @@ use tulip::selectors::mechanism::cvt;
 use tulip::selectors::Backend;
 use tulip::{AbstractEventLoop, DynSelectorEventLoop};
 
-const BOUND: Duration = Duration::from_secs(5);
+use common::in_child;
 
-/// Forks; the child runs `child` and exits with 0 if it passed (its error
-/// on stderr otherwise), without unwinding; the parent gets the verdict.
-fn in_child(child: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
-    // SAFETY: fork(2); the child only runs `child`, then _exit.
-    let pid = cvt(unsafe { libc::fork() }).map_err(|err| format!("fork: {err}"))?;
-    if pid == 0 {
-        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)) {
-            Ok(Ok(())) => 0,
-            Ok(Err(message)) => {
-                let _ = std::io::stderr().write_all(format!("child: {message}\n").as_bytes());
-                1
-            }
-            Err(_) => 2,
-        };
-        // SAFETY: ends the child at once, without the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: waits for our own child; `status` is writable.
-    cvt(unsafe { libc::waitpid(pid, &mut status, 0) }).map_err(|err| format!("waitpid: {err}"))?;
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        Ok(())
-    } else {
-        Err(format!("the child failed (status {status:#x})"))
-    }
-}
+const BOUND: Duration = Duration::from_secs(5);
 
 /// Runs `lp` until its callbacks stop it, or `BOUND` passes (then `Err`).
 fn run_bounded(lp: &DynSelectorEventLoop) -> Result<(), String> {

@@ -4,28 +4,30 @@
 //! `create_datagram_endpoint_from_socket`.
 //!
 //! The transport watches its socket with a reader while it is open, and
-//! with a writer only while datagrams wait in its buffer. Like the socket
-//! transport, it has no `&L` when the protocol calls it: what it cannot do
-//! on the spot (watching, telling the protocol of an error or of flow
-//! control) is queued as a loop callback, in order.
+//! with a writer only while datagrams wait in its buffer. What it shares
+//! with the other transports over one fd (watching, flow control, closing,
+//! queueing what it cannot do without a `&Loop`) is in `fd_transport.rs`;
+//! this file has what datagrams add: reading a batch of them, a buffer of
+//! whole datagrams with their destinations, `sendto`'s checks, and errors
+//! handed to the protocol's `error_received` (queued, when `sendto` meets one).
+//! A Unix datagram longer than the loop's read buffer (`READ_SIZE`) is cut to it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
-use crate::event_loop::panics::unwinding_panic;
-use crate::event_loop::ready::ReadyQueue;
-use crate::event_loop::selector_events::Release;
 use crate::net::datagrams::{retrying, DatagramSocket, DatagramTransportImpl};
+use crate::net::fd_transport::{
+    not_connected, when_made, FailOnPanic, FdTransport, Loop, TransportControl, TransportState, READ_SIZE,
+};
 use crate::net::names::all_failed;
-use crate::net::socket_transport::not_connected;
+use crate::net::sockets::remove_stale_socket_file;
 use crate::selectors::mechanism::set_nonblocking;
 use crate::selectors::Selector;
 use crate::{
@@ -33,18 +35,9 @@ use crate::{
     IoHandlers, SocketAddress, ToAddrs,
 };
 
-/// The loop a datagram transport belongs to.
-type Loop<S> = BaseSelectorEventLoop<S>;
-
-/// The largest datagram one read takes (asyncio's `max_size`); the loop's
-/// transports share one read buffer of this size. A longer Unix datagram
-/// is cut to it.
-const READ_SIZE: usize = 256 * 1024;
 /// Datagrams read per readiness event, at most: a burst costs one `select`
 /// per batch, and other fds still get their turn.
 const READ_BATCH: usize = 32;
-/// The default high-water mark of the send buffer (the low one is a quarter).
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 
 /// The socket of a datagram transport.
 use DatagramEndpointSocket as Dgram;
@@ -110,64 +103,17 @@ fn same_address(a: &SocketAddress, b: &SocketAddress) -> bool {
 
 type SharedDatagramProtocol = Rc<RefCell<dyn DatagramProtocol>>;
 
-/// Dropped only while a protocol call unwinds (forgotten otherwise): closes
-/// the transport, handing `connection_lost` the panic as an error.
-struct CloseOnPanic<'a, S: Selector<IoHandlers> + 'static>(&'a SelectorDatagramTransport<S>);
-
-impl<S: Selector<IoHandlers> + 'static> Drop for CloseOnPanic<'_, S> {
-    fn drop(&mut self) {
-        let (message, location) = unwinding_panic().unwrap_or_else(|| ("a panic".to_owned(), None));
-        let at = location.map_or_else(String::new, |at| format!(" at {at}"));
-        self.0.force_close(Some(io::Error::other(format!("protocol panicked{at}: {message}"))));
-    }
-}
-
 /// A transport over a datagram socket (asyncio's `_SelectorDatagramTransport`).
 struct SelectorDatagramTransport<S: Selector<IoHandlers> + 'static> {
-    me: Weak<Self>,
-    /// Where callbacks go when the transport has no `&Loop` (weak: a
-    /// transport the user keeps keeps nothing of a dropped loop alive).
-    queue: Weak<ReadyQueue<Loop<S>>>,
-    fd: RawFd,
+    state: TransportState<Self, S, dyn DatagramProtocol>,
     /// `None` once closed.
     sock: RefCell<Option<Dgram>>,
     /// The connected peer, if any: `sendto` accepts only it (or `None`).
     remote: Option<SocketAddress>,
-    /// `None` once `connection_lost` was delivered.
-    protocol: RefCell<Option<SharedDatagramProtocol>>,
     /// Datagrams waiting for the socket, with their destinations.
     buffer: RefCell<VecDeque<(Vec<u8>, Option<SocketAddress>)>>,
+    /// The bytes of the datagrams in `buffer`.
     buffered: Cell<usize>,
-    high_water: Cell<usize>,
-    low_water: Cell<usize>,
-    /// `connection_made` ran: reading may start.
-    started: Cell<bool>,
-    /// `connection_made` was delivered: `connection_lost` will be.
-    made: Cell<bool>,
-    closing: Cell<bool>,
-    /// `connection_lost` is queued or delivered.
-    conn_lost: Cell<bool>,
-    protocol_paused: Cell<bool>,
-    reader_on: Cell<bool>,
-    writer_on: Cell<bool>,
-    sync_queued: Cell<bool>,
-    /// Inside one of our loop callbacks, which syncs before it returns.
-    dispatching: Cell<bool>,
-}
-
-/// Sets a flag for a scope, restoring it even on a panic.
-struct Dispatching<'a>(&'a Cell<bool>, bool);
-
-impl<'a> Dispatching<'a> {
-    fn enter(flag: &'a Cell<bool>) -> Self {
-        Dispatching(flag, flag.replace(true))
-    }
-}
-
-impl Drop for Dispatching<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.1);
-    }
 }
 
 impl<S: Selector<IoHandlers> + 'static> SelectorDatagramTransport<S> {
@@ -181,142 +127,86 @@ impl<S: Selector<IoHandlers> + 'static> SelectorDatagramTransport<S> {
     ) -> Rc<Self> {
         let remote = sock.peer_addr().ok();
         let transport = Rc::new_cyclic(|me| SelectorDatagramTransport {
-            me: me.clone(),
-            queue: Rc::downgrade(event_loop.engine().ready()),
-            fd: sock.fd(),
+            state: TransportState::new(me, event_loop, sock.fd(), protocol),
             sock: RefCell::new(Some(sock)),
             remote,
-            protocol: RefCell::new(Some(protocol)),
             buffer: RefCell::new(VecDeque::new()),
             buffered: Cell::new(0),
-            high_water: Cell::new(DEFAULT_HIGH_WATER),
-            low_water: Cell::new(DEFAULT_HIGH_WATER / 4),
-            started: Cell::new(false),
-            made: Cell::new(false),
-            closing: Cell::new(false),
-            conn_lost: Cell::new(false),
-            protocol_paused: Cell::new(false),
-            reader_on: Cell::new(false),
-            writer_on: Cell::new(false),
-            sync_queued: Cell::new(false),
-            dispatching: Cell::new(false),
         });
-        let weak: Weak<dyn Release> = Rc::downgrade(&transport) as Weak<dyn Release>;
-        event_loop.keep_resource(weak);
-        let me = Rc::clone(&transport);
-        transport.call_soon(move |event_loop| me.begin(event_loop, waiter));
+        transport.launch(event_loop, move |me, event_loop| me.begin(event_loop, waiter));
         transport
     }
 
-    #[track_caller]
-    fn call_soon(&self, callback: impl FnOnce(&Loop<S>) + 'static) {
-        if let Some(queue) = self.queue.upgrade() {
-            queue.call_soon(callback);
-        }
-    }
-
     fn handle(&self) -> Option<DatagramTransport> {
-        let inner: Rc<dyn DatagramTransportImpl> = self.me.upgrade()?;
+        let inner: Rc<dyn DatagramTransportImpl> = self.state.link.rc()?;
         Some(DatagramTransport { inner })
     }
 
-    /// Calls `f` on the protocol; `None` if there is none any more or it is
-    /// busy. A panic closes the transport and goes on to the loop.
-    fn with_protocol<R>(&self, f: impl FnOnce(&mut dyn DatagramProtocol) -> R) -> Option<R> {
-        let _dispatching = Dispatching::enter(&self.dispatching);
-        let protocol = self.protocol.borrow().clone()?;
-        let mut guard = protocol.try_borrow_mut().ok()?;
-        let close_on_panic = CloseOnPanic(self);
-        let outcome = f(&mut *guard);
-        std::mem::forget(close_on_panic);
-        Some(outcome)
-    }
-
+    /// The first callback: `connection_made`, then reading starts. An
+    /// endpoint aborted before fails its waiter, and the protocol hears nothing.
     fn begin(&self, event_loop: &Loop<S>, waiter: crate::Future<()>) {
         let Some(transport) = self.handle() else { return };
-        if self.conn_lost.get() {
+        if self.state.conn_lost.get() {
             let _ = waiter.set_exception(not_connected());
             return;
         }
         // A panic in `connection_made` must fail the waiter too.
-        let fail_waiter = FailOnPanic(waiter.clone());
+        let fail_waiter = FailOnPanic(Some(waiter.clone()));
         let made = self.with_protocol(|protocol| protocol.connection_made(transport)).is_some();
         drop(fail_waiter);
         if !made {
-            if self.protocol.borrow().is_some() {
+            if self.state.protocol.borrow().is_some() {
                 // Busy (borrowed by its owner): try again next time.
-                if let Some(me) = self.me.upgrade() {
-                    self.call_soon(move |event_loop| me.begin(event_loop, waiter));
-                }
+                self.state.link.call_soon_with(move |me, event_loop| me.begin(event_loop, waiter));
             }
             return;
         }
-        self.made.set(true);
-        self.started.set(true);
-        self.sync(event_loop);
-        let _ = waiter.set_result(());
+        self.finish_begin(event_loop, true, Some(waiter));
     }
 
-    fn wants_read(&self) -> bool {
-        self.started.get() && !self.closing.get() && !self.conn_lost.get()
+    fn pop_front(&self) -> Option<(Vec<u8>, Option<SocketAddress>)> {
+        let popped = self.buffer.borrow_mut().pop_front();
+        if let Some((data, _)) = &popped {
+            self.buffered.set(self.buffered.get() - data.len());
+        }
+        popped
     }
 
-    fn wants_write(&self) -> bool {
-        !self.conn_lost.get() && !self.buffer.borrow().is_empty()
-    }
-
-    /// Makes the loop's reader and writer for our fd match what we need.
-    fn sync(&self, event_loop: &Loop<S>) {
-        let want_read = self.wants_read();
-        if want_read != self.reader_on.get() {
-            if want_read {
-                let Some(me) = self.me.upgrade() else { return };
-                match event_loop.add_reader(self.fd, move |event_loop| me.on_readable(event_loop)) {
-                    Ok(()) => self.reader_on.set(true),
-                    Err(err) => {
-                        self.force_close(Some(err));
-                        return self.sync(event_loop);
-                    }
-                }
-            } else {
-                let _ = event_loop.remove_reader(self.fd);
-                self.reader_on.set(false);
+    /// Queues `error_received(err)`: never called from inside `sendto`.
+    fn report(&self, err: io::Error) {
+        self.state.link.call_soon_with(move |me, _| {
+            if me.state.protocol.borrow().is_none() {
+                return;
             }
-        }
-        let want_write = self.wants_write();
-        if want_write != self.writer_on.get() {
-            if want_write {
-                let Some(me) = self.me.upgrade() else { return };
-                match event_loop.add_writer(self.fd, move |event_loop| me.on_writable(event_loop)) {
-                    Ok(()) => self.writer_on.set(true),
-                    Err(err) => {
-                        self.force_close(Some(err));
-                        self.sync(event_loop);
-                    }
+            let mut err = Some(err);
+            let delivered = me.with_protocol(|protocol| {
+                if let Some(err) = err.take() {
+                    protocol.error_received(err);
                 }
-            } else {
-                let _ = event_loop.remove_writer(self.fd);
-                self.writer_on.set(false);
+            });
+            if let (None, Some(err)) = (delivered, err) {
+                me.report(err); // busy: after what is queued now
             }
-        }
-    }
-
-    /// Queues a [`sync`](Self::sync), unless one is queued or one of our
-    /// callbacks is running (it syncs before it returns).
-    fn request_sync(&self) {
-        if self.dispatching.get() || self.sync_queued.replace(true) {
-            return;
-        }
-        let Some(me) = self.me.upgrade() else { return };
-        self.call_soon(move |event_loop| {
-            me.sync_queued.set(false);
-            me.sync(event_loop);
         });
+    }
+}
+
+impl<S: Selector<IoHandlers> + 'static> FdTransport for SelectorDatagramTransport<S> {
+    type Selector = S;
+    type Protocol = dyn DatagramProtocol;
+
+    fn state(&self) -> &TransportState<Self, S, dyn DatagramProtocol> {
+        &self.state
+    }
+
+    /// Reading while open: datagrams are read whatever the buffer holds.
+    fn wants_read(&self) -> bool {
+        self.state.started.get() && !self.state.closing.get() && !self.state.conn_lost.get()
     }
 
     /// Reads up to [`READ_BATCH`] datagrams and hands each to the protocol.
     fn on_readable(&self, event_loop: &Loop<S>) {
-        let _dispatching = Dispatching::enter(&self.dispatching);
+        let _dispatching = self.state.watch.dispatch();
         for _ in 0..READ_BATCH {
             if !self.wants_read() {
                 break;
@@ -351,7 +241,7 @@ impl<S: Selector<IoHandlers> + 'static> SelectorDatagramTransport<S> {
 
     /// Sends buffered datagrams until the socket would block.
     fn on_writable(&self, event_loop: &Loop<S>) {
-        let _dispatching = Dispatching::enter(&self.dispatching);
+        let _dispatching = self.state.watch.dispatch();
         loop {
             let sent = {
                 let buffer = self.buffer.borrow();
@@ -372,163 +262,33 @@ impl<S: Selector<IoHandlers> + 'static> SelectorDatagramTransport<S> {
                 }
             }
         }
-        self.maybe_resume_protocol();
-        if self.buffer.borrow().is_empty() && self.closing.get() {
-            self.schedule_connection_lost(None);
-        }
+        self.wrote();
         self.sync(event_loop);
     }
 
-    fn pop_front(&self) -> Option<(Vec<u8>, Option<SocketAddress>)> {
-        let popped = self.buffer.borrow_mut().pop_front();
-        if let Some((data, _)) = &popped {
-            self.buffered.set(self.buffered.get() - data.len());
-        }
-        popped
+    /// Not `buffered() == 0`: an empty datagram may wait.
+    fn buffer_is_empty(&self) -> bool {
+        self.buffer.borrow().is_empty()
     }
 
-    fn maybe_pause_protocol(&self) {
-        if !self.protocol_paused.get() && self.buffered.get() > self.high_water.get() {
-            self.protocol_paused.set(true);
-            self.notify_flow(true);
-        }
+    fn buffered(&self) -> usize {
+        self.buffered.get()
     }
 
-    fn maybe_resume_protocol(&self) {
-        if self.protocol_paused.get() && self.buffered.get() <= self.low_water.get() {
-            self.protocol_paused.set(false);
-            self.notify_flow(false);
-        }
-    }
-
-    /// Queues `pause_writing` or `resume_writing`, in order.
-    fn notify_flow(&self, pause: bool) {
-        let Some(me) = self.me.upgrade() else { return };
-        self.call_soon(move |_| {
-            if me.protocol.borrow().is_none() {
-                return;
-            }
-            let delivered = me.with_protocol(|protocol| {
-                if pause {
-                    protocol.pause_writing();
-                } else {
-                    protocol.resume_writing();
-                }
-            });
-            if delivered.is_none() {
-                me.notify_flow(pause); // busy: after what is queued now
-            }
-        });
-    }
-
-    /// Queues `error_received(err)`: never called from inside `sendto`.
-    fn report(&self, err: io::Error) {
-        let Some(me) = self.me.upgrade() else { return };
-        self.call_soon(move |_| {
-            if me.protocol.borrow().is_none() {
-                return;
-            }
-            let mut err = Some(err);
-            let delivered = me.with_protocol(|protocol| {
-                if let Some(err) = err.take() {
-                    protocol.error_received(err);
-                }
-            });
-            if let (None, Some(err)) = (delivered, err) {
-                me.report(err); // busy: after what is queued now
-            }
-        });
-    }
-
-    /// Closes at once, dropping the buffer (asyncio's `_force_close`).
-    fn force_close(&self, err: Option<io::Error>) {
-        if self.conn_lost.get() {
-            return;
-        }
-        self.closing.set(true);
+    fn clear_buffer(&self) {
         self.buffer.borrow_mut().clear();
         self.buffered.set(0);
-        self.schedule_connection_lost(err);
     }
 
-    fn schedule_connection_lost(&self, err: Option<io::Error>) {
-        if self.conn_lost.replace(true) {
-            return;
-        }
-        self.request_sync();
-        let Some(me) = self.me.upgrade() else { return };
-        self.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
-    }
-
-    /// The last callback: unwatch, tell the protocol, close the socket.
-    fn call_connection_lost(&self, event_loop: &Loop<S>, err: Option<io::Error>) {
-        self.sync(event_loop);
-        let mut teardown = Teardown { transport: self, armed: true };
-        let mut err = Some(err);
-        let delivered = self.protocol.borrow().is_none()
-            || !self.made.get()
-            || self.with_protocol(|protocol| protocol.connection_lost(err.take().flatten())).is_some();
-        if !delivered {
-            // The protocol is borrowed: try again next time.
-            teardown.armed = false;
-            let Some(me) = self.me.upgrade() else { return };
-            let err = err.flatten();
-            self.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
-        }
-    }
-
-    /// Lets go of the socket, the protocol and the buffer.
-    fn tear_down(&self) {
-        let protocol = self.protocol.borrow_mut().take();
-        drop(protocol);
+    fn close_fd(&self) {
         let sock = self.sock.borrow_mut().take();
         drop(sock);
-        self.buffer.borrow_mut().clear();
-        self.buffered.set(0);
-    }
-}
-
-/// Fails `create_datagram_endpoint`'s waiter if `connection_made` panics,
-/// so that it does not wait for ever.
-struct FailOnPanic(crate::Future<()>);
-
-impl Drop for FailOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let (message, _) = unwinding_panic().unwrap_or_else(|| ("protocol panicked".to_owned(), None));
-            let _ = self.0.set_exception(io::Error::other(message));
-        }
-    }
-}
-
-/// Closes the socket and drops the protocol when it goes out of scope,
-/// unless disarmed: the end of `call_connection_lost`, a panic included.
-struct Teardown<'a, S: Selector<IoHandlers> + 'static> {
-    transport: &'a SelectorDatagramTransport<S>,
-    armed: bool,
-}
-
-impl<S: Selector<IoHandlers> + 'static> Drop for Teardown<'_, S> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.transport.tear_down();
-        }
-    }
-}
-
-impl<S: Selector<IoHandlers> + 'static> Release for SelectorDatagramTransport<S> {
-    /// The loop closed with the endpoint open: close the socket and drop
-    /// the protocol (which may hold this transport) without telling it.
-    fn release(&self) {
-        self.closing.set(true);
-        self.conn_lost.set(true);
-        self.tear_down();
     }
 }
 
 impl<S: Selector<IoHandlers> + 'static> DatagramTransportImpl for SelectorDatagramTransport<S> {
     fn sendto(&self, data: &[u8], addr: Option<&SocketAddress>) -> io::Result<()> {
-        if self.closing.get() || self.conn_lost.get() {
+        if self.is_closing() {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the datagram transport is closing"));
         }
         match (&self.remote, addr) {
@@ -587,51 +347,6 @@ impl<S: Selector<IoHandlers> + 'static> DatagramTransportImpl for SelectorDatagr
         Ok(())
     }
 
-    fn close(&self) {
-        if self.closing.replace(true) {
-            return;
-        }
-        self.request_sync();
-        if self.buffer.borrow().is_empty() {
-            self.schedule_connection_lost(None);
-        }
-    }
-
-    fn abort(&self) {
-        self.force_close(None);
-    }
-
-    fn is_closing(&self) -> bool {
-        self.closing.get() || self.conn_lost.get()
-    }
-
-    fn get_write_buffer_size(&self) -> usize {
-        self.buffered.get()
-    }
-
-    fn get_write_buffer_limits(&self) -> (usize, usize) {
-        (self.low_water.get(), self.high_water.get())
-    }
-
-    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> io::Result<()> {
-        let (high, low) = match (high, low) {
-            (None, None) => (DEFAULT_HIGH_WATER, DEFAULT_HIGH_WATER / 4),
-            (Some(high), None) => (high, high / 4),
-            (None, Some(low)) => (low.saturating_mul(4), low),
-            (Some(high), Some(low)) => (high, low),
-        };
-        if low > high {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("high-water mark ({high}) must be >= low-water mark ({low})"),
-            ));
-        }
-        self.high_water.set(high);
-        self.low_water.set(low);
-        self.maybe_pause_protocol();
-        Ok(())
-    }
-
     fn local_addr(&self) -> io::Result<SocketAddress> {
         self.sock.borrow().as_ref().ok_or_else(not_connected)?.local_addr()
     }
@@ -643,18 +358,7 @@ impl<S: Selector<IoHandlers> + 'static> DatagramTransportImpl for SelectorDatagr
 
 impl<S: Selector<IoHandlers> + 'static> fmt::Debug for SelectorDatagramTransport<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SelectorDatagramTransport").field("fd", &self.fd).finish_non_exhaustive()
-    }
-}
-
-/// Aborts an endpoint whose `create_*datagram_endpoint` was dropped before it returned.
-struct AbortOnDrop(Option<Rc<dyn DatagramTransportImpl>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(transport) = self.0.take() {
-            transport.abort();
-        }
+        f.debug_struct("SelectorDatagramTransport").field("fd", &self.state.fd).finish_non_exhaustive()
     }
 }
 
@@ -798,16 +502,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
     ) -> io::Result<(DatagramTransport, Rc<RefCell<P>>)> {
         let sock = match local {
             Some(path) => {
-                match std::fs::symlink_metadata(path) {
-                    Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
-                    Ok(_) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::AddrInUse,
-                            format!("{} exists and is not a socket", path.display()),
-                        ))
-                    }
-                    Err(_) => {}
-                }
+                remove_stale_socket_file(path)?;
                 UnixDatagram::bind(path)?
             }
             None => UnixDatagram::unbound()?,
@@ -870,9 +565,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         let shared: SharedDatagramProtocol = protocol.clone();
         let transport: Rc<dyn DatagramTransportImpl> =
             SelectorDatagramTransport::start(self, sock, shared, waiter.clone());
-        let mut guard = AbortOnDrop(Some(transport));
-        waiter.await?;
-        let inner = guard.0.take().ok_or_else(not_connected)?;
+        let inner = when_made(transport, waiter).await?;
         Ok((DatagramTransport { inner }, protocol))
     }
 }

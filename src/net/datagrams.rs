@@ -26,6 +26,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::net::fd_transport::TransportControl;
 use crate::net::sockets::{finish, Waiter};
 use crate::selectors::mechanism::set_nonblocking;
 use crate::selectors::Selector;
@@ -71,15 +72,10 @@ pub trait DatagramProtocol: 'static {
     fn resume_writing(&mut self) {}
 }
 
-/// What a [`DatagramTransport`] handle does.
-pub(crate) trait DatagramTransportImpl {
+/// What a [`DatagramTransport`] handle does; closing and flow control as
+/// every transport, in [`TransportControl`].
+pub(crate) trait DatagramTransportImpl: TransportControl {
     fn sendto(&self, data: &[u8], addr: Option<&SocketAddress>) -> io::Result<()>;
-    fn close(&self);
-    fn abort(&self);
-    fn is_closing(&self) -> bool;
-    fn get_write_buffer_size(&self) -> usize;
-    fn get_write_buffer_limits(&self) -> (usize, usize);
-    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> io::Result<()>;
     fn local_addr(&self) -> io::Result<SocketAddress>;
     fn peer_addr(&self) -> io::Result<SocketAddress>;
 }

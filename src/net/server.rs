@@ -7,26 +7,22 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::TcpListener;
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use crate::event_loop::ready::ReadyQueue;
 use crate::event_loop::selector_events::Release;
+use crate::net::fd_transport::{not_connected, Loop, LoopLink};
 use crate::net::names::{all_failed, resolve_blocking};
-use crate::net::socket_transport::{not_connected, SharedProtocol, SocketTransport, Stream};
-use crate::net::sockets::accept_one;
+use crate::net::socket_transport::{SharedProtocol, SocketTransport, Stream};
+use crate::net::sockets::{accept_one, remove_stale_socket_file};
 use crate::net::transports::ServerImpl;
 use crate::selectors::Selector;
 use crate::{
     AbstractEventLoop, BaseSelectorEventLoop, ExceptionContext, IoHandlers, Protocol, Server, SocketAddress,
 };
-
-/// The loop a server belongs to.
-type Loop<S> = BaseSelectorEventLoop<S>;
 
 /// Connections accepted per readiness event, at most (asyncio's backlog).
 const ACCEPT_BATCH: usize = 100;
@@ -59,9 +55,8 @@ impl Listening {
 type ProtocolFactory = Box<dyn Fn() -> SharedProtocol>;
 
 struct SocketServer<S: Selector<IoHandlers> + 'static> {
-    me: Weak<Self>,
-    /// Where callbacks go without a `&Loop` (see the transport's).
-    queue: Weak<ReadyQueue<Loop<S>>>,
+    /// Itself, and where callbacks go without a `&Loop`.
+    link: LoopLink<Self, S>,
     fd: RawFd,
     listener: RefCell<Option<Listening>>,
     factory: ProtocolFactory,
@@ -71,7 +66,7 @@ struct SocketServer<S: Selector<IoHandlers> + 'static> {
 
 impl<S: Selector<IoHandlers> + 'static> SocketServer<S> {
     fn watch(&self, event_loop: &Loop<S>) -> io::Result<()> {
-        let Some(me) = self.me.upgrade() else { return Ok(()) };
+        let Some(me) = self.link.rc() else { return Ok(()) };
         event_loop.add_reader(self.fd, move |event_loop| me.on_acceptable(event_loop))
     }
 
@@ -107,7 +102,7 @@ impl<S: Selector<IoHandlers> + 'static> SocketServer<S> {
                     if out_of_resources {
                         // As asyncio: stop watching for a while, or we spin.
                         let _ = event_loop.remove_reader(self.fd);
-                        if let Some(me) = self.me.upgrade() {
+                        if let Some(me) = self.link.rc() {
                             event_loop.call_later(ACCEPT_RETRY, move |event_loop| {
                                 if me.serving.get() {
                                     let _ = me.watch(event_loop);
@@ -152,10 +147,7 @@ impl<S: Selector<IoHandlers> + 'static> ServerImpl for SocketServer<S> {
         if let Some(Listening::Unix(_, path)) = &*self.listener.borrow() {
             let _ = std::fs::remove_file(path);
         }
-        let Some(me) = self.me.upgrade() else { return };
-        if let Some(queue) = self.queue.upgrade() {
-            queue.call_soon(move |event_loop| me.stop_listening(event_loop));
-        }
+        self.link.call_soon_with(|me, event_loop| me.stop_listening(event_loop));
     }
 
     fn is_serving(&self) -> bool {
@@ -245,16 +237,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         factory: impl Fn() -> P + 'static,
     ) -> io::Result<Server> {
         let path = path.as_ref();
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{} exists and is not a socket", path.display()),
-                ))
-            }
-            Err(_) => {}
-        }
+        remove_stale_socket_file(path)?;
         let listener = UnixListener::bind(path)?;
         listener.set_nonblocking(true)?;
         self.serve(Listening::Unix(listener, path.to_path_buf()), factory)
@@ -270,8 +253,7 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
             Listening::Unix(listener, _) => listener.as_raw_fd(),
         };
         let server = Rc::new_cyclic(|me| SocketServer {
-            me: me.clone(),
-            queue: Rc::downgrade(self.engine().ready()),
+            link: LoopLink::new(me, self),
             fd,
             listener: RefCell::new(Some(listening)),
             factory: Box::new(move || -> SharedProtocol { Rc::new(RefCell::new(factory())) }),

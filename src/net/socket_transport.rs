@@ -1,14 +1,13 @@
-//! The socket transport and server of the selector loop (asyncio's
-//! `_SelectorSocketTransport` and `Server`), with `create_server`,
-//! `create_connection` and their Unix-domain twins.
+//! The socket transport of the selector loop (asyncio's
+//! `_SelectorSocketTransport`), with `create_connection` and its
+//! Unix-domain twin; the server side is in `server.rs`.
 //!
 //! A transport watches its socket with a reader while it reads and a writer
-//! while its buffer holds data. It has no `&L` when the protocol calls it,
-//! so changes it cannot make on the spot (watching the socket, telling the
-//! protocol) are queued as loop callbacks through the loop's `LoopLocal`:
-//! they happen on the next iteration, in order. Inside its own callbacks
-//! (reading, writing, starting) it brings its registrations up to date
-//! before returning, so queueing is only needed for calls from elsewhere.
+//! while its buffer holds data. What it shares with the other transports
+//! over one fd (watching, flow control, closing, queueing what it cannot do
+//! without a `&Loop`) is in `fd_transport.rs`; this file has what a stream
+//! socket adds: reading and writing bytes, half-closing with `write_eof`,
+//! and the write fast path.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -18,23 +17,16 @@ use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
-use crate::event_loop::panics::unwinding_panic;
-use crate::event_loop::ready::ReadyQueue;
-use crate::event_loop::selector_events::Release;
+use crate::net::byte_buffer::ByteBuffer;
+use crate::net::fd_transport::{
+    not_connected, when_made, FdTransport, Loop, TransportControl, TransportState, READ_SIZE,
+};
 use crate::net::sys::{recv, send};
 use crate::net::transports::TransportImpl;
 use crate::selectors::Selector;
-use crate::{AbstractEventLoop, BaseSelectorEventLoop, IoHandlers, Protocol, SocketAddress, Transport};
-
-/// The loop a transport belongs to.
-type Loop<S> = BaseSelectorEventLoop<S>;
-
-/// The most one read takes (asyncio's `max_size`).
-const READ_SIZE: usize = 256 * 1024;
-/// The default high-water mark of the write buffer (the low one is a quarter).
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+use crate::{BaseSelectorEventLoop, IoHandlers, Protocol, SocketAddress, Transport};
 
 /// A connected stream socket.
 pub(crate) enum Stream {
@@ -72,50 +64,6 @@ impl Stream {
     }
 }
 
-pub(crate) fn not_connected() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "the transport is closed")
-}
-
-/// Bytes waiting to be sent: a `Vec` read from `start`, compacted as it drains.
-#[derive(Default)]
-struct WriteBuffer {
-    data: Vec<u8>,
-    start: usize,
-}
-
-impl WriteBuffer {
-    fn len(&self) -> usize {
-        self.data.len() - self.start
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn pending(&self) -> &[u8] {
-        &self.data[self.start..]
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        self.data.extend_from_slice(bytes);
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.start += n;
-        if self.start == self.data.len() {
-            self.data.clear();
-            self.start = 0;
-        } else if self.start > self.data.len() / 2 {
-            self.data.drain(..self.start);
-            self.start = 0;
-        }
-    }
-
-    fn clear(&mut self) {
-        *self = WriteBuffer::default();
-    }
-}
-
 /// What one read did.
 enum Read {
     Data,
@@ -124,76 +72,20 @@ enum Read {
     Failed(io::Error),
 }
 
-/// Sets a flag for the duration of a scope, restoring it even on a panic.
-struct FlagGuard<'a> {
-    flag: &'a Cell<bool>,
-    previous: bool,
-}
-
-impl<'a> FlagGuard<'a> {
-    fn set(flag: &'a Cell<bool>) -> Self {
-        FlagGuard { flag, previous: flag.replace(true) }
-    }
-}
-
-impl Drop for FlagGuard<'_> {
-    fn drop(&mut self) {
-        self.flag.set(self.previous);
-    }
-}
-
 pub(crate) type SharedProtocol = Rc<RefCell<dyn Protocol>>;
-
-/// Dropped only while a protocol call unwinds (it is forgotten otherwise):
-/// closes the transport, handing `connection_lost` the panic as an error.
-struct CloseOnPanic<'a, S: Selector<IoHandlers> + 'static>(&'a SocketTransport<S>);
-
-impl<S: Selector<IoHandlers> + 'static> Drop for CloseOnPanic<'_, S> {
-    fn drop(&mut self) {
-        let (message, location) = unwinding_panic().unwrap_or_else(|| ("a panic".to_owned(), None));
-        let at = location.map_or_else(String::new, |at| format!(" at {at}"));
-        self.0.force_close(Some(io::Error::other(format!("protocol panicked{at}: {message}"))));
-    }
-}
 
 /// A transport over a connected socket.
 pub(crate) struct SocketTransport<S: Selector<IoHandlers> + 'static> {
-    me: Weak<Self>,
-    /// Where callbacks go when the transport has no `&Loop`; weak, so that
-    /// a transport kept by the user keeps nothing of a dropped loop alive.
-    queue: Weak<ReadyQueue<Loop<S>>>,
-    fd: RawFd,
+    state: TransportState<Self, S, dyn Protocol>,
     /// `None` once closed.
     sock: RefCell<Option<Stream>>,
-    /// `None` once `connection_lost` was delivered.
-    protocol: RefCell<Option<SharedProtocol>>,
-    buffer: RefCell<WriteBuffer>,
-    high_water: Cell<usize>,
-    low_water: Cell<usize>,
-    /// The first callback ran: reading may start.
-    started: Cell<bool>,
-    /// `connection_made` was delivered: `connection_lost` will be.
-    made: Cell<bool>,
-    /// `close`, `abort` or a fatal error happened.
-    closing: Cell<bool>,
+    buffer: RefCell<ByteBuffer>,
     /// `write_eof` was called; `eof_sent` once the socket was shut down.
     eof_requested: Cell<bool>,
     eof_sent: Cell<bool>,
     /// The peer's EOF was read.
     read_eof: Cell<bool>,
     reading_paused: Cell<bool>,
-    /// `pause_writing` was decided (its delivery may still be queued).
-    protocol_paused: Cell<bool>,
-    /// `connection_lost` is queued or delivered.
-    conn_lost: Cell<bool>,
-    reader_on: Cell<bool>,
-    writer_on: Cell<bool>,
-    sync_queued: Cell<bool>,
-    /// A [`request_sync`](Self::request_sync) came while dispatching: the
-    /// callback's closing `sync` must look (see `on_readable`).
-    changed: Cell<bool>,
-    /// Inside one of our loop callbacks, which syncs before it returns.
-    dispatching: Cell<bool>,
 }
 
 impl<S: Selector<IoHandlers> + 'static> SocketTransport<S> {
@@ -209,80 +101,27 @@ impl<S: Selector<IoHandlers> + 'static> SocketTransport<S> {
             let _ = tcp.set_nodelay(true); // as asyncio: small writes go out at once
         }
         let transport = Rc::new_cyclic(|me| SocketTransport {
-            me: me.clone(),
-            queue: Rc::downgrade(event_loop.engine().ready()),
-            fd: stream.fd(),
+            state: TransportState::new(me, event_loop, stream.fd(), protocol),
             sock: RefCell::new(Some(stream)),
-            protocol: RefCell::new(Some(protocol)),
-            buffer: RefCell::new(WriteBuffer::default()),
-            high_water: Cell::new(DEFAULT_HIGH_WATER),
-            low_water: Cell::new(DEFAULT_HIGH_WATER / 4),
-            started: Cell::new(false),
-            made: Cell::new(false),
-            closing: Cell::new(false),
+            buffer: RefCell::new(ByteBuffer::default()),
             eof_requested: Cell::new(false),
             eof_sent: Cell::new(false),
             read_eof: Cell::new(false),
             reading_paused: Cell::new(false),
-            protocol_paused: Cell::new(false),
-            conn_lost: Cell::new(false),
-            reader_on: Cell::new(false),
-            writer_on: Cell::new(false),
-            sync_queued: Cell::new(false),
-            changed: Cell::new(false),
-            dispatching: Cell::new(false),
         });
-        let weak: Weak<dyn Release> = Rc::downgrade(&transport) as Weak<dyn Release>;
-        event_loop.keep_resource(weak);
-        let me = Rc::clone(&transport);
-        transport.call_soon(move |event_loop| me.begin(event_loop, waiter));
+        transport.launch(event_loop, move |me, event_loop| me.begin(event_loop, waiter));
         transport
     }
 
-    fn rc(&self) -> Option<Rc<Self>> {
-        self.me.upgrade()
-    }
-
-    /// Queues `callback` on the loop, if it is still there (and open).
-    #[track_caller]
-    fn call_soon(&self, callback: impl FnOnce(&Loop<S>) + 'static) {
-        if let Some(queue) = self.queue.upgrade() {
-            queue.call_soon(callback);
-        }
-    }
-
     fn handle(&self) -> Option<Transport> {
-        let inner: Rc<dyn TransportImpl> = self.rc()?;
+        let inner: Rc<dyn TransportImpl> = self.state.link.rc()?;
         Some(Transport { inner })
-    }
-
-    /// Calls `f` on the protocol; `None` if there is none any more, or it is
-    /// busy (borrowed: a call is in progress). A panic closes the transport
-    /// and goes on to the loop's exception handler. (A drop guard rather
-    /// than a `catch_unwind`: this runs for every read, and the guard costs
-    /// nothing until a panic.)
-    fn with_protocol<R>(&self, f: impl FnOnce(&mut dyn Protocol) -> R) -> Option<R> {
-        let _dispatching = FlagGuard::set(&self.dispatching);
-        self.call_protocol(f)
-    }
-
-    /// [`with_protocol`](Self::with_protocol) for a caller that has set
-    /// `dispatching` already (and syncs before it returns).
-    #[inline]
-    fn call_protocol<R>(&self, f: impl FnOnce(&mut dyn Protocol) -> R) -> Option<R> {
-        debug_assert!(self.dispatching.get());
-        let protocol = self.protocol.borrow().clone()?;
-        let mut guard = protocol.try_borrow_mut().ok()?;
-        let close_on_panic = CloseOnPanic(self);
-        let outcome = f(&mut *guard);
-        std::mem::forget(close_on_panic);
-        Some(outcome)
     }
 
     /// The first callback: `connection_made`, then reading starts.
     fn begin(&self, event_loop: &Loop<S>, waiter: Option<crate::Future<()>>) {
         let Some(transport) = self.handle() else { return };
-        let made = if self.conn_lost.get() {
+        let made = if self.state.conn_lost.get() {
             Some(false) // aborted before it started: the protocol hears nothing
         } else {
             // A panic in `connection_made` closes the transport (see
@@ -309,175 +148,20 @@ impl<S: Selector<IoHandlers> + 'static> SocketTransport<S> {
                 }
             }
         };
-        if made.is_none() && self.protocol.borrow().is_some() {
+        if made.is_none() && self.state.protocol.borrow().is_some() {
             // The protocol is borrowed (by its owner): try again next time.
-            if let Some(me) = self.rc() {
-                self.call_soon(move |event_loop| me.begin(event_loop, waiter));
-            }
+            self.state.link.call_soon_with(move |me, event_loop| me.begin(event_loop, waiter));
             return;
         }
-        self.made.set(made == Some(true));
-        self.started.set(true);
-        self.sync(event_loop);
-        if let Some(waiter) = waiter {
-            let _ = waiter.set_result(());
-        }
-    }
-
-    /// Makes the loop's reader and writer for our fd match what we need now.
-    #[inline]
-    fn sync(&self, event_loop: &Loop<S>) {
-        // Usually nothing changed: two looks at our flags, no call.
-        if self.wants_read() != self.reader_on.get() || self.wants_write() != self.writer_on.get() {
-            self.update_registrations(event_loop);
-        }
-    }
-
-    /// We should be watching for reading.
-    #[inline]
-    fn wants_read(&self) -> bool {
-        !self.conn_lost.get()
-            && self.started.get()
-            && !self.closing.get()
-            && !self.reading_paused.get()
-            && !self.read_eof.get()
-    }
-
-    /// We should be watching for writing.
-    #[inline]
-    fn wants_write(&self) -> bool {
-        !self.conn_lost.get() && !self.buffer.borrow().is_empty()
-    }
-
-    /// The work of [`sync`](Self::sync) when something changed.
-    #[inline(never)]
-    fn update_registrations(&self, event_loop: &Loop<S>) {
-        let want_read = self.wants_read();
-        if want_read != self.reader_on.get() {
-            if want_read {
-                let Some(me) = self.rc() else { return };
-                match event_loop.add_reader(self.fd, move |event_loop| me.on_readable(event_loop)) {
-                    Ok(()) => self.reader_on.set(true),
-                    Err(err) => {
-                        self.fail(event_loop, err);
-                        return;
-                    }
-                }
-            } else {
-                let _ = event_loop.remove_reader(self.fd);
-                self.reader_on.set(false);
-            }
-        }
-        let want_write = self.wants_write();
-        if want_write != self.writer_on.get() {
-            if want_write {
-                let Some(me) = self.rc() else { return };
-                match event_loop.add_writer(self.fd, move |event_loop| me.on_writable(event_loop)) {
-                    Ok(()) => self.writer_on.set(true),
-                    Err(err) => self.fail(event_loop, err),
-                }
-            } else {
-                let _ = event_loop.remove_writer(self.fd);
-                self.writer_on.set(false);
-            }
-        }
-    }
-
-    /// A fatal error inside `sync`: close, and sync again (which removes).
-    fn fail(&self, event_loop: &Loop<S>, err: io::Error) {
-        self.force_close(Some(err));
-        self.sync(event_loop);
-    }
-
-    /// Queues a [`sync`](Self::sync), unless one is queued or we are inside
-    /// one of our callbacks (which syncs before it returns).
-    fn request_sync(&self) {
-        if self.dispatching.get() {
-            self.changed.set(true);
-            return;
-        }
-        if self.sync_queued.replace(true) {
-            return;
-        }
-        let Some(me) = self.rc() else { return };
-        self.call_soon(move |event_loop| {
-            me.sync_queued.set(false);
-            me.sync(event_loop);
-        });
-    }
-
-    /// Reads once and hands the data to the protocol. The closing `sync` is
-    /// skipped when data was read and nothing asked for one meanwhile: every
-    /// change of what the registrations depend on (closing, pausing,
-    /// buffering, the connection lost) goes through `request_sync`, which
-    /// inside a callback sets `changed`; the EOF and error paths sync.
-    fn on_readable(&self, event_loop: &Loop<S>) {
-        let _dispatching = FlagGuard::set(&self.dispatching);
-        self.changed.set(false);
-        if !self.conn_lost.get() && !self.closing.get() && !self.reading_paused.get() {
-            let fd = self.fd;
-            let read = self.call_protocol(|protocol| {
-                event_loop.with_read_buffer(READ_SIZE, |buf| match recv(fd, buf) {
-                    Ok(Some(0)) => Read::Eof { keep_open: protocol.eof_received() },
-                    Ok(Some(n)) => {
-                        protocol.data_received(&buf[..n]);
-                        Read::Data
-                    }
-                    Ok(None) => Read::Nothing,
-                    Err(err) => Read::Failed(err),
-                })
-            });
-            match read {
-                Some(Read::Data) if !self.changed.get() => return,
-                Some(Read::Eof { keep_open }) => {
-                    self.read_eof.set(true);
-                    if !keep_open {
-                        self.close();
-                    }
-                }
-                Some(Read::Failed(err)) => self.force_close(Some(err)),
-                Some(Read::Data | Read::Nothing) | None => {}
-            }
-        }
-        self.sync(event_loop);
-    }
-
-    fn on_writable(&self, event_loop: &Loop<S>) {
-        let _dispatching = FlagGuard::set(&self.dispatching);
-        if !self.conn_lost.get() {
-            let sent = {
-                let buffer = self.buffer.borrow();
-                if buffer.is_empty() {
-                    Ok(None)
-                } else {
-                    send(self.fd, buffer.pending())
-                }
-            };
-            match sent {
-                Ok(Some(n)) => self.buffer.borrow_mut().consume(n),
-                Ok(None) => {}
-                Err(err) => self.force_close(Some(err)),
-            }
-            self.maybe_resume_protocol();
-            if self.buffer.borrow().is_empty() {
-                if self.closing.get() {
-                    self.schedule_connection_lost(None);
-                } else if self.eof_requested.get() && !self.eof_sent.get() {
-                    if let Err(err) = self.shutdown_write() {
-                        self.force_close(Some(err));
-                    }
-                }
-            }
-        }
-        self.sync(event_loop);
+        self.finish_begin(event_loop, made == Some(true), waiter);
     }
 
     /// `write` may send at once: writing is allowed and nothing is buffered.
     #[inline]
     fn sends_at_once(&self) -> bool {
         !self.eof_requested.get()
-            && !self.closing.get()
-            && !self.conn_lost.get()
+            && !self.state.closing.get()
+            && !self.state.conn_lost.get()
             && self.buffer.borrow().is_empty()
     }
 
@@ -491,11 +175,11 @@ impl<S: Selector<IoHandlers> + 'static> SocketTransport<S> {
         if self.eof_requested.get() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "write after write_eof"));
         }
-        if self.closing.get() || self.conn_lost.get() {
+        if self.state.closing.get() || self.state.conn_lost.get() {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the transport is closing"));
         }
         if self.buffer.borrow().is_empty() {
-            let sent = send(self.fd, data);
+            let sent = send(self.state.fd, data);
             return self.write_rest(data, sent);
         }
         self.buffer_rest(data);
@@ -535,119 +219,93 @@ impl<S: Selector<IoHandlers> + 'static> SocketTransport<S> {
             None => Ok(()),
         }
     }
+}
 
-    fn maybe_pause_protocol(&self) {
-        if !self.protocol_paused.get() && self.buffer.borrow().len() > self.high_water.get() {
-            self.protocol_paused.set(true);
-            self.notify_flow(true);
-        }
+impl<S: Selector<IoHandlers> + 'static> FdTransport for SocketTransport<S> {
+    type Selector = S;
+    type Protocol = dyn Protocol;
+
+    #[inline]
+    fn state(&self) -> &TransportState<Self, S, dyn Protocol> {
+        &self.state
     }
 
-    fn maybe_resume_protocol(&self) {
-        if self.protocol_paused.get() && self.buffer.borrow().len() <= self.low_water.get() {
-            self.protocol_paused.set(false);
-            self.notify_flow(false);
-        }
+    /// We should be watching for reading.
+    #[inline]
+    fn wants_read(&self) -> bool {
+        !self.state.conn_lost.get()
+            && self.state.started.get()
+            && !self.state.closing.get()
+            && !self.reading_paused.get()
+            && !self.read_eof.get()
     }
 
-    /// Queues `pause_writing` or `resume_writing`: in order, after whatever
-    /// the protocol is doing now.
-    fn notify_flow(&self, pause: bool) {
-        let Some(me) = self.rc() else { return };
-        self.call_soon(move |event_loop| me.deliver_flow(event_loop, pause));
-    }
-
-    fn deliver_flow(&self, event_loop: &Loop<S>, pause: bool) {
-        if self.protocol.borrow().is_none() {
-            return;
-        }
-        let delivered = self.with_protocol(|protocol| {
-            if pause {
-                protocol.pause_writing();
-            } else {
-                protocol.resume_writing();
+    /// Reads once and hands the data to the protocol. The closing `sync` is
+    /// skipped when data was read and nothing asked for one meanwhile: every
+    /// change of what the registrations depend on (closing, pausing,
+    /// buffering, the connection lost) goes through `request_sync`, which
+    /// inside a callback marks the watch `changed`; the EOF and error paths sync.
+    fn on_readable(&self, event_loop: &Loop<S>) {
+        let state = &self.state;
+        let _dispatching = state.watch.dispatch();
+        state.watch.clear_changed();
+        if !state.conn_lost.get() && !state.closing.get() && !self.reading_paused.get() {
+            let fd = state.fd;
+            let read = self.call_protocol(|protocol| {
+                event_loop.with_read_buffer(READ_SIZE, |buf| match recv(fd, buf) {
+                    Ok(Some(0)) => Read::Eof { keep_open: protocol.eof_received() },
+                    Ok(Some(n)) => {
+                        protocol.data_received(&buf[..n]);
+                        Read::Data
+                    }
+                    Ok(None) => Read::Nothing,
+                    Err(err) => Read::Failed(err),
+                })
+            });
+            match read {
+                Some(Read::Data) if !state.watch.changed() => return,
+                Some(Read::Eof { keep_open }) => {
+                    self.read_eof.set(true);
+                    if !keep_open {
+                        self.close();
+                    }
+                }
+                Some(Read::Failed(err)) => self.force_close(Some(err)),
+                Some(Read::Data | Read::Nothing) | None => {}
             }
-        });
-        if delivered.is_none() {
-            self.notify_flow(pause); // busy: after what is queued now
-            return;
         }
         self.sync(event_loop);
     }
 
-    /// Closes at once, dropping the buffer (asyncio's `_force_close`).
-    fn force_close(&self, err: Option<io::Error>) {
-        if self.conn_lost.get() {
-            return;
+    /// Sends from the buffer; once it is empty, a `write_eof` waiting for
+    /// that shuts the socket's writing side.
+    fn on_writable(&self, event_loop: &Loop<S>) {
+        let _dispatching = self.state.watch.dispatch();
+        if !self.state.conn_lost.get()
+            && self.write_buffered(&self.buffer, send)
+            && !self.state.closing.get()
+            && self.eof_requested.get()
+            && !self.eof_sent.get()
+        {
+            if let Err(err) = self.shutdown_write() {
+                self.force_close(Some(err));
+            }
         }
-        self.closing.set(true);
+        self.sync(event_loop);
+    }
+
+    #[inline]
+    fn buffered(&self) -> usize {
+        self.buffer.borrow().len()
+    }
+
+    fn clear_buffer(&self) {
         self.buffer.borrow_mut().clear();
-        self.schedule_connection_lost(err);
     }
 
-    fn schedule_connection_lost(&self, err: Option<io::Error>) {
-        if self.conn_lost.replace(true) {
-            return;
-        }
-        self.request_sync();
-        let Some(me) = self.rc() else { return };
-        self.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
-    }
-
-    /// The last callback: unwatch, tell the protocol, close the socket.
-    fn call_connection_lost(&self, event_loop: &Loop<S>, err: Option<io::Error>) {
-        self.sync(event_loop);
-        // From here the socket closes and the protocol is let go however
-        // `connection_lost` ends, a panic included: otherwise the protocol
-        // (which may hold its `Transport`) and the transport keep each other,
-        // and the socket, alive for good.
-        let mut teardown = Teardown { transport: self, armed: true };
-        let mut err = Some(err);
-        let delivered = self.protocol.borrow().is_none()
-            || !self.made.get()
-            || self.with_protocol(|protocol| protocol.connection_lost(err.take().flatten())).is_some();
-        if !delivered {
-            // The protocol is borrowed: try again next time.
-            teardown.armed = false;
-            let Some(me) = self.rc() else { return };
-            let err = err.flatten();
-            self.call_soon(move |event_loop| me.call_connection_lost(event_loop, err));
-        }
-    }
-}
-
-/// Closes a transport's socket and drops its protocol when it goes out of
-/// scope, unless disarmed: the end of [`SocketTransport::call_connection_lost`].
-struct Teardown<'a, S: Selector<IoHandlers> + 'static> {
-    transport: &'a SocketTransport<S>,
-    armed: bool,
-}
-
-impl<S: Selector<IoHandlers> + 'static> Drop for Teardown<'_, S> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let protocol = self.transport.protocol.borrow_mut().take();
-        drop(protocol);
-        let sock = self.transport.sock.borrow_mut().take();
-        drop(sock);
-        self.transport.buffer.borrow_mut().clear();
-    }
-}
-
-impl<S: Selector<IoHandlers> + 'static> Release for SocketTransport<S> {
-    /// The loop closed with the connection open: close the socket and drop
-    /// the protocol (which may hold this transport: a cycle) without telling
-    /// it, as no callback can run any more.
-    fn release(&self) {
-        self.closing.set(true);
-        self.conn_lost.set(true);
-        let protocol = self.protocol.borrow_mut().take();
-        drop(protocol);
+    fn close_fd(&self) {
         let sock = self.sock.borrow_mut().take();
         drop(sock);
-        self.buffer.borrow_mut().clear();
     }
 }
 
@@ -662,7 +320,7 @@ impl<S: Selector<IoHandlers> + 'static> TransportImpl for SocketTransport<S> {
         if data.is_empty() || !self.sends_at_once() {
             return self.write_slow(data);
         }
-        let sent = send(self.fd, data);
+        let sent = send(self.state.fd, data);
         if matches!(sent, Ok(Some(n)) if n == data.len()) {
             return Ok(());
         }
@@ -670,7 +328,7 @@ impl<S: Selector<IoHandlers> + 'static> TransportImpl for SocketTransport<S> {
     }
 
     fn write_eof(&self) -> io::Result<()> {
-        if self.closing.get() || self.conn_lost.get() || self.eof_requested.replace(true) {
+        if self.state.closing.get() || self.state.conn_lost.get() || self.eof_requested.replace(true) {
             return Ok(());
         }
         if self.buffer.borrow().is_empty() {
@@ -679,53 +337,8 @@ impl<S: Selector<IoHandlers> + 'static> TransportImpl for SocketTransport<S> {
         Ok(())
     }
 
-    fn close(&self) {
-        if self.closing.replace(true) {
-            return;
-        }
-        self.request_sync();
-        if self.buffer.borrow().is_empty() {
-            self.schedule_connection_lost(None);
-        }
-    }
-
-    fn abort(&self) {
-        self.force_close(None);
-    }
-
-    fn is_closing(&self) -> bool {
-        self.closing.get() || self.conn_lost.get()
-    }
-
-    fn get_write_buffer_size(&self) -> usize {
-        self.buffer.borrow().len()
-    }
-
-    fn get_write_buffer_limits(&self) -> (usize, usize) {
-        (self.low_water.get(), self.high_water.get())
-    }
-
-    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> io::Result<()> {
-        let (high, low) = match (high, low) {
-            (None, None) => (DEFAULT_HIGH_WATER, DEFAULT_HIGH_WATER / 4),
-            (Some(high), None) => (high, high / 4),
-            (None, Some(low)) => (low.saturating_mul(4), low),
-            (Some(high), Some(low)) => (high, low),
-        };
-        if low > high {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("high-water mark ({high}) must be >= low-water mark ({low})"),
-            ));
-        }
-        self.high_water.set(high);
-        self.low_water.set(low);
-        self.maybe_pause_protocol();
-        Ok(())
-    }
-
     fn pause_reading(&self) {
-        if self.closing.get() || self.reading_paused.replace(true) {
+        if self.state.closing.get() || self.reading_paused.replace(true) {
             return;
         }
         self.request_sync();
@@ -748,17 +361,6 @@ impl<S: Selector<IoHandlers> + 'static> TransportImpl for SocketTransport<S> {
 
     fn local_addr(&self) -> io::Result<SocketAddress> {
         self.sock.borrow().as_ref().ok_or_else(not_connected)?.local_addr()
-    }
-}
-
-/// Closes a transport whose `create_connection` was dropped before it returned it.
-struct CloseOnDrop(Option<Rc<dyn TransportImpl>>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        if let Some(transport) = self.0.take() {
-            transport.abort();
-        }
     }
 }
 
@@ -814,16 +416,14 @@ impl<S: Selector<IoHandlers> + 'static> BaseSelectorEventLoop<S> {
         let shared: SharedProtocol = protocol.clone();
         let transport: Rc<dyn TransportImpl> =
             SocketTransport::start(self, stream, shared, Some(waiter.clone()));
-        let mut guard = CloseOnDrop(Some(transport));
-        waiter.await?;
-        let inner = guard.0.take().ok_or_else(not_connected)?;
+        let inner = when_made(transport, waiter).await?;
         Ok((Transport { inner }, protocol))
     }
 }
 
 impl<S: Selector<IoHandlers> + 'static> fmt::Debug for SocketTransport<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SocketTransport").field("fd", &self.fd).finish_non_exhaustive()
+        f.debug_struct("SocketTransport").field("fd", &self.state.fd).finish_non_exhaustive()
     }
 }
 

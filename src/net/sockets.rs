@@ -16,6 +16,7 @@ use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -198,6 +199,21 @@ impl<S: Selector<IoHandlers> + 'static, A: Listener> SockAccept<'_, S, A> {
             self.waiter.wait(cx)?;
         }
         Ok(accepted)
+    }
+}
+
+/// Makes room to bind a Unix-domain socket at `path`, as asyncio does: a
+/// socket file there (left by a server or endpoint that is gone: binding
+/// would fail with `AddrInUse`) is removed; anything else is kept, and an
+/// [`AddrInUse`](io::ErrorKind::AddrInUse) error returned.
+pub(crate) fn remove_stale_socket_file(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} exists and is not a socket", path.display()),
+        )),
+        Err(_) => Ok(()),
     }
 }
 

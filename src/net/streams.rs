@@ -34,6 +34,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use crate::coroutines::errors::copy_error;
+use crate::net::byte_buffer::ByteBuffer;
 use crate::selectors::Selector;
 use crate::{
     BaseSelectorEventLoop, ExceptionContext, IoHandlers, Protocol, Server, SocketAddress, Transport,
@@ -170,63 +171,14 @@ fn connection_lost_error() -> io::Error {
 // ---------------------------------------------------------------------------
 // The state a reader, a writer and their protocol share
 
-/// Bytes received and not read yet: a `Vec` read from `start`, compacted
-/// as it drains (the transport's write buffer works the same way).
-#[derive(Default)]
-struct ReadBuffer {
-    data: Vec<u8>,
-    start: usize,
-}
-
-impl ReadBuffer {
-    fn len(&self) -> usize {
-        self.data.len() - self.start
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.data[self.start..]
-    }
-
-    fn extend(&mut self, bytes: &[u8]) {
-        if self.start == self.data.len() {
-            self.data.clear();
-            self.start = 0;
-        }
-        self.data.extend_from_slice(bytes);
-    }
-
-    /// Removes and returns the first `n` bytes (`n <= len`).
-    fn take(&mut self, n: usize) -> Vec<u8> {
-        let taken = self.bytes()[..n].to_vec();
-        self.discard(n);
-        taken
-    }
-
-    /// Removes the first `n` bytes (`n <= len`).
-    fn discard(&mut self, n: usize) {
-        self.start += n;
-        if self.start == self.data.len() {
-            self.data.clear();
-            self.start = 0;
-        } else if self.start > self.data.len() / 2 {
-            self.data.drain(..self.start);
-            self.start = 0;
-        }
-    }
-
-    fn take_all(&mut self) -> Vec<u8> {
-        let n = self.len();
-        self.take(n)
-    }
-}
-
 /// What a [`StreamReader`], its [`StreamWriter`] and their
 /// [`StreamProtocol`] share.
 struct Shared {
     /// Set by `connection_made`, let go by `connection_lost`.
     transport: RefCell<Option<Transport>>,
     // The reading side.
-    buffer: RefCell<ReadBuffer>,
+    /// Bytes received and not read yet.
+    buffer: RefCell<ByteBuffer>,
     limit: Cell<usize>,
     /// The peer's EOF, or the connection's end, was seen.
     eof: Cell<bool>,
@@ -257,7 +209,7 @@ impl Shared {
     fn new() -> Rc<Shared> {
         Rc::new(Shared {
             transport: RefCell::new(None),
-            buffer: RefCell::new(ReadBuffer::default()),
+            buffer: RefCell::new(ByteBuffer::default()),
             limit: Cell::new(DEFAULT_LIMIT),
             eof: Cell::new(false),
             reading_paused: Cell::new(false),
@@ -298,7 +250,7 @@ impl Shared {
         }
         let len = {
             let mut buffer = self.buffer.borrow_mut();
-            buffer.extend(data);
+            buffer.push(data);
             buffer.len()
         };
         self.wake_reader();
@@ -520,7 +472,7 @@ impl StreamReader {
                 return Poll::Ready(Err(err));
             }
             let mut buffer = shared.buffer.borrow_mut();
-            if n == 0 || buffer.len() > 0 || shared.eof.get() {
+            if n == 0 || !buffer.is_empty() || shared.eof.get() {
                 let len = buffer.len();
                 let taken = buffer.take(n.min(len));
                 drop(buffer);
@@ -611,10 +563,10 @@ impl StreamReader {
                     let shared = &*self.shared;
                     let mut buffer = shared.buffer.borrow_mut();
                     if overrun.found {
-                        buffer.discard(overrun.consumed + 1);
+                        buffer.consume(overrun.consumed + 1);
                     } else {
                         let n = buffer.len();
-                        buffer.discard(n);
+                        buffer.consume(n);
                     }
                     drop(buffer);
                     shared.maybe_resume_reading();
@@ -686,7 +638,7 @@ impl StreamReader {
     /// `true` once the stream has ended and everything was read (asyncio's
     /// `at_eof`).
     pub fn at_eof(&self) -> bool {
-        self.shared.eof.get() && self.shared.buffer.borrow().len() == 0
+        self.shared.eof.get() && self.shared.buffer.borrow().is_empty()
     }
 
     /// The limit: the longest line, and half the bytes buffered before

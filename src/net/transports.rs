@@ -1,6 +1,7 @@
 //! Transports (Tulip's `transports.py`): the handle a [`Protocol`] writes
 //! through, and the [`Server`] that makes them. The socket implementation
-//! is in `selector_transport.rs`.
+//! is in `socket_transport.rs` (what it shares with the datagram and pipe
+//! transports in `fd_transport.rs`), the server in `server.rs`.
 //!
 //! [`Protocol`]: crate::Protocol
 
@@ -9,6 +10,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::unix::net;
 use std::rc::Rc;
+
+use crate::net::fd_transport::TransportControl;
 
 /// A socket address of a TCP or Unix-domain socket.
 #[derive(Debug, Clone)]
@@ -55,16 +58,12 @@ impl fmt::Display for SocketAddress {
     }
 }
 
-/// What a [`Transport`] handle does; one implementation per kind of transport.
-pub(crate) trait TransportImpl {
+/// What a [`Transport`] handle does; one implementation per kind of
+/// transport. Closing and flow control are done alike by every kind, in
+/// [`TransportControl`].
+pub(crate) trait TransportImpl: TransportControl {
     fn write(&self, data: &[u8]) -> io::Result<()>;
     fn write_eof(&self) -> io::Result<()>;
-    fn close(&self);
-    fn abort(&self);
-    fn is_closing(&self) -> bool;
-    fn get_write_buffer_size(&self) -> usize;
-    fn get_write_buffer_limits(&self) -> (usize, usize);
-    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> io::Result<()>;
     fn pause_reading(&self);
     fn resume_reading(&self);
     fn is_reading(&self) -> bool;

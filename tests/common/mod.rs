@@ -1,6 +1,7 @@
 //! Shared by the integration tests: the macros that instantiate each test
 //! case once per selector backend, watchdogs so no test can hang, a few
-//! socket helpers, and (in [`example`]) the harness that runs the examples.
+//! socket helpers, the fork-and-wait of the fork tests, and (in [`example`])
+//! the harness that runs the examples.
 
 #![allow(dead_code, unused_macros)] // each test binary uses its own subset
 
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use tulip::selectors::mechanism::cvt;
 use tulip::selectors::{Backend, Selector};
 use tulip::{AbstractEventLoop, BaseSelectorEventLoop, DynSelectorEventLoop, IoHandlers, LoopHandle};
 
@@ -251,6 +253,36 @@ pub fn run_bounded<L: AbstractEventLoop>(lp: &L, limit: Duration) {
 
 /// Five seconds: the longest any single loop run in these tests may take.
 pub const LIMIT: Duration = Duration::from_secs(5);
+
+/// Forks; the child runs `child` and exits with 0 if it passed (its error
+/// on stderr, 1, otherwise; 2 if it panicked), at once, without unwinding
+/// into the parent's code or running its destructors; the parent waits
+/// for it and gets the verdict. For a test binary of one test, so that no
+/// other test thread runs while the process forks.
+pub fn in_child(child: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    // SAFETY: fork(2); the child only runs `child`, then _exit.
+    let pid = cvt(unsafe { libc::fork() }).map_err(|err| format!("fork: {err}"))?;
+    if pid == 0 {
+        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)) {
+            Ok(Ok(())) => 0,
+            Ok(Err(message)) => {
+                let _ = std::io::stderr().write_all(format!("child: {message}\n").as_bytes());
+                1
+            }
+            Err(_) => 2,
+        };
+        // SAFETY: ends the child at once, without the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is writable.
+    cvt(unsafe { libc::waitpid(pid, &mut status, 0) }).map_err(|err| format!("waitpid: {err}"))?;
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(())
+    } else {
+        Err(format!("the child failed (status {status:#x})"))
+    }
+}
 
 /// A connected pair of non-blocking Unix sockets.
 pub fn socketpair() -> (UnixStream, UnixStream) {
