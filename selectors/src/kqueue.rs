@@ -82,6 +82,10 @@ enum Interest {
 enum Op {
     Add,
     Delete,
+    /// `EV_ENABLE` of a filter that is never disabled: changes nothing,
+    /// but fails with `ENOENT` if the filter is gone (its fd was closed,
+    /// or replaced by `dup2`, since it was added).
+    Check,
 }
 
 /// The change record that applies `op` to `fd`'s `interest` filter.
@@ -96,6 +100,7 @@ fn change(fd: RawFd, interest: Interest, op: Op) -> libc::kevent {
     event.flags = match op {
         Op::Add => libc::EV_ADD,
         Op::Delete => libc::EV_DELETE,
+        Op::Check => libc::EV_ENABLE,
     };
     event
 }
@@ -138,6 +143,12 @@ fn interests(events: Events) -> impl Iterator<Item = Interest> {
 }
 
 impl Kqueue {
+    /// The transcript's line for one `apply`.
+    fn describe_call(&self, fd: RawFd, interest: Interest, op: &str) -> String {
+        let filter = if interest == Interest::Read { "EVFILT_READ" } else { "EVFILT_WRITE" };
+        format!("kevent({}, [{{ident={fd}, {filter}, {op}}}], 1, NULL, 0, NULL)", self.kqueue_fd.fd)
+    }
+
     /// Applies one change at once, so a failure names exactly which one.
     fn apply(&self, fd: RawFd, interest: Interest, op: Op) -> io::Result<()> {
         let changes = [change(fd, interest, op)];
@@ -180,6 +191,15 @@ impl Mechanism for Kqueue {
     }
 
     fn modify(&mut self, fd: RawFd, old: Events, new: Events) -> io::Result<()> {
+        // The kernel drops an fd's filters when the fd is closed. A delete
+        // of one that went fails (ENOENT), and the key goes, as with epoll;
+        // a modify that only adds would instead watch half the key's events
+        // on whatever file now has the number. So check a kept one first.
+        if (old - new).is_empty() {
+            if let Some(kept) = interests(old & new).next() {
+                self.apply(fd, kept, Op::Check)?;
+            }
+        }
         for interest in interests(old - new) {
             self.apply(fd, interest, Op::Delete)?;
         }
@@ -242,19 +262,21 @@ impl Mechanism for Kqueue {
         let (fd, events, op) = match change {
             Change::Add(fd, events) => (fd, events, "EV_ADD"),
             Change::Remove(fd, events) => (fd, events, "EV_DELETE"),
-            // modify adds the filters that come and deletes those that go.
+            // modify checks a kept filter when it deletes none, deletes the
+            // filters that go and adds those that come.
             Change::Modify(fd, old, new) => {
-                let mut calls = self.describe_change(Change::Add(fd, new - old));
+                let mut calls = Vec::new();
+                if (old - new).is_empty() {
+                    if let Some(kept) = interests(old & new).next() {
+                        calls.push(self.describe_call(fd, kept, "EV_ENABLE"));
+                    }
+                }
                 calls.extend(self.describe_change(Change::Remove(fd, old - new)));
+                calls.extend(self.describe_change(Change::Add(fd, new - old)));
                 return calls;
             }
         };
-        interests(events)
-            .map(|interest| {
-                let filter = if interest == Interest::Read { "EVFILT_READ" } else { "EVFILT_WRITE" };
-                format!("kevent({}, [{{ident={fd}, {filter}, {op}}}], 1, NULL, 0, NULL)", self.kqueue_fd.fd)
-            })
-            .collect()
+        interests(events).map(|interest| self.describe_call(fd, interest, op)).collect()
     }
 
     fn describe_wait(&self, timeout: Option<Duration>, _reported: &[(RawFd, Readiness)]) -> (String, String) {

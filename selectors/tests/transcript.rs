@@ -73,6 +73,9 @@ fn scripted(backend: Backend) {
         }
         Backend::Kqueue => {
             expect(format!("ident={fb}, EVFILT_READ, EV_ADD"));
+            // The modify that only adds checks that the kept filter is there.
+            expect(format!("ident={fb}, EVFILT_READ, EV_ENABLE"));
+            expect(format!("ident={fb}, EVFILT_WRITE, EV_ADD"));
             expect("kevent(".to_owned());
         }
         Backend::IoUring => {
