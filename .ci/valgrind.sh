@@ -34,6 +34,10 @@
 #     within a 10 ms sleep), threadsafe's a_blocked_loop_is_woken (of 100 ms,
 #     the loop must spend at most 50 running). Their code paths run in the
 #     other cases.
+#   - the io_uring backend (TULIP_IO_URING=0 below makes it unavailable,
+#     so its cases skip): valgrind 3.19 holds its one running-thread lock
+#     through io_uring_enter, so a select waiting for another thread's
+#     write never ends. Its code runs under AddressSanitizer (.ci/asan.sh).
 # Programs under valgrind run slower, never differently: the tests' bounds
 # ("never early", a few seconds of slack) hold, and the differential run
 # is shortened (TULIP_DIFF_OPS) to keep the whole within minutes.
@@ -131,7 +135,7 @@ for entry in "${SUBSET[@]}"; do
     for case in ${SKIP[$entry]:-}; do
         skips+=(--skip "$case")
     done
-    if TULIP_DIFF_OPS=2000 "${VALGRIND[@]}" "$binary" --quiet "${skips[@]}"; then
+    if TULIP_DIFF_OPS=2000 TULIP_IO_URING=0 "${VALGRIND[@]}" "$binary" --quiet "${skips[@]}"; then
         printf '    %s: clean, %ss\n' "$entry" $((SECONDS - begin))
     else
         printf '    %s: FAILED (status %s), %ss\n' "$entry" "$?" $((SECONDS - begin))

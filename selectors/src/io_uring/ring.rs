@@ -288,6 +288,14 @@ unsafe impl Send for Ring {}
 // touched at all; every write needs `&mut Ring`.
 unsafe impl Sync for Ring {}
 
+/// `true` if `TULIP_IO_URING` is `0` or `off`: this process then acts as
+/// if its kernel had no io_uring. For tools that cannot follow it: under
+/// valgrind (3.19), a thread waiting in `io_uring_enter` keeps every other
+/// thread from running, so a wait for another thread never ends.
+fn turned_off_by_environment() -> bool {
+    std::env::var_os("TULIP_IO_URING").is_some_and(|value| value == "0" || value == "off")
+}
+
 /// `io_uring_setup(2)`.
 fn setup(entries: u32, params: &mut Params) -> io::Result<OwnedFd> {
     // Miri stops the whole run at a syscall it does not emulate; answer as a
@@ -332,8 +340,16 @@ impl Ring {
     /// `Unsupported` for a kernel without io_uring (or with one too old:
     /// `IORING_FEAT_EXT_ARG` and `IORING_FEAT_NODROP`, Linux 5.11, and the
     /// poll opcodes); `PermissionDenied` where io_uring is disabled or
-    /// filtered; otherwise the error of `io_uring_setup`, `mmap` or the probe.
+    /// filtered, or turned off by the environment variable
+    /// `TULIP_IO_URING=0`; otherwise the error of `io_uring_setup`, `mmap`
+    /// or the probe.
     pub(super) fn new(sq_entries: u32, cq_entries: u32) -> io::Result<Ring> {
+        if turned_off_by_environment() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring_setup: not tried, the environment variable TULIP_IO_URING=0 turns io_uring off",
+            ));
+        }
         // Newest first; an older kernel refuses flags it does not know with
         // EINVAL. SUBMIT_ALL (Linux 5.18) keeps a batch going past an entry
         // that fails to prepare (ours never do). COOP_TASKRUN (5.19) spares
