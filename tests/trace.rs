@@ -76,14 +76,24 @@ fn callbacks_ready_and_stop_pending_are_reasons_not_to_wait<L: TestLoop>(lp: L) 
 
 fn a_wake_from_another_thread_is_recorded<L: TestLoop>(lp: L) {
     let records = observed(&lp);
-    let handle = lp.handle();
-    let thread = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
-        handle.call_soon_threadsafe(|lp: &L| lp.stop()).unwrap();
-    });
-    run_bounded(&lp, LIMIT);
-    thread.join().unwrap();
-    assert!(records.borrow().iter().any(|r| r.wait_end.woken), "{:?}", records.borrow());
+    // The call wakes the loop only if the loop is asleep when it comes; a
+    // loop slow to reach its wait (under valgrind, say) finds the call
+    // first and never sleeps. So the other thread waits longer each time
+    // until the loop was asleep, as it is at once on a normal machine.
+    for delay_ms in [20, 200, 2_000] {
+        records.borrow_mut().clear();
+        let handle = lp.handle();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            handle.call_soon_threadsafe(|lp: &L| lp.stop()).unwrap();
+        });
+        run_bounded(&lp, LIMIT);
+        thread.join().unwrap();
+        if records.borrow().iter().any(|r| r.wait_end.woken) {
+            return;
+        }
+    }
+    panic!("no wake recorded: {:?}", records.borrow());
 }
 
 fn no_observer_no_record<L: TestLoop>(lp: L) {
